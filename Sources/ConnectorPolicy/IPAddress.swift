@@ -1,0 +1,171 @@
+// IPv4 and IPv6 addresses and prefixes, parsed in pure Swift so the policy module needs no
+// sockets and the parser can be fuzzed.
+
+public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
+    public enum Family: Sendable, Hashable { case v4, v6 }
+
+    public let family: Family
+    /// The address in the low 32 bits (IPv4) or all 128 bits (IPv6).
+    public let bits: UInt128
+
+    public init(v4 bits: UInt32) { family = .v4; self.bits = UInt128(bits) }
+    public init(v6 bits: UInt128) { family = .v6; self.bits = bits }
+
+    public var width: Int { family == .v4 ? 32 : 128 }
+
+    /// Parses `192.0.2.1`, `2001:db8::1`, `::ffff:192.0.2.1` (read as IPv4, as the client it is),
+    /// and Postfix's `IPv6:2001:db8::1`. Rejects zone ids, leading zeros in IPv4 octets
+    /// (ambiguous: octal to some tools) and anything else.
+    public init?(_ text: some StringProtocol) {
+        var s = Substring(text)
+        if s.count > 6, s.prefix(5).lowercased() == "ipv6:" { s = s.dropFirst(5) }
+        if s.contains(":") {
+            guard let v6 = IPAddress.parseV6(s) else { return nil }
+            if v6 >> 32 == 0xFFFF { self.init(v4: UInt32(truncatingIfNeeded: v6)); return }
+            self.init(v6: v6)
+        } else {
+            guard let v4 = IPAddress.parseV4(s) else { return nil }
+            self.init(v4: v4)
+        }
+    }
+
+    static func parseV4(_ s: Substring) -> UInt32? {
+        var value: UInt32 = 0
+        var parts = 0
+        for part in s.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.utf8.count <= 3, part.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                  !(part.utf8.count > 1 && part.hasPrefix("0")),
+                  let octet = UInt32(part), octet <= 255 else { return nil }
+            value = value << 8 | octet
+            parts += 1
+        }
+        return parts == 4 ? value : nil
+    }
+
+    static func parseV6(_ s: Substring) -> UInt128? {
+        guard s.utf8.count <= 45 else { return nil }
+        var head: [UInt16] = []
+        var tail: [UInt16] = []
+        var sawDoubleColon = false
+        var halves: [String] = []
+        if let range = s.firstRange(of: "::") {
+            let rest = s[range.upperBound...]
+            guard rest.firstRange(of: "::") == nil, !rest.hasPrefix(":") else { return nil }
+            halves = [String(s[..<range.lowerBound]), String(rest)]
+        } else {
+            halves = [String(s)]
+        }
+        func groups(_ text: String, allowV4Tail: Bool) -> [UInt16]? {
+            if text.isEmpty { return [] }
+            var out: [UInt16] = []
+            let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
+            for (i, piece) in pieces.enumerated() {
+                if i == pieces.count - 1, allowV4Tail, piece.contains(".") {
+                    guard let v4 = parseV4(piece) else { return nil }
+                    out.append(UInt16(v4 >> 16)); out.append(UInt16(v4 & 0xFFFF))
+                    continue
+                }
+                guard !piece.isEmpty, piece.utf8.count <= 4, let g = UInt16(piece, radix: 16) else { return nil }
+                out.append(g)
+            }
+            return out
+        }
+        if halves.count == 2 {
+            sawDoubleColon = true
+            guard let h = groups(halves[0], allowV4Tail: false), let t = groups(halves[1], allowV4Tail: true) else { return nil }
+            head = h; tail = t
+            guard head.count + tail.count <= 7 else { return nil }
+        } else {
+            guard let h = groups(halves[0], allowV4Tail: true), h.count == 8 else { return nil }
+            head = h
+        }
+        let all = sawDoubleColon ? head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail : head
+        var value: UInt128 = 0
+        for g in all { value = value << 16 | UInt128(g) }
+        return value
+    }
+
+    public var description: String {
+        switch family {
+        case .v4:
+            let v = UInt32(truncatingIfNeeded: bits)
+            return "\(v >> 24).\(v >> 16 & 0xFF).\(v >> 8 & 0xFF).\(v & 0xFF)"
+        case .v6:
+            var groups: [UInt16] = (0..<8).map { UInt16(truncatingIfNeeded: bits >> (112 - 16 * $0)) }
+            // RFC 5952: compress the longest run of two or more zero groups.
+            var bestStart = -1, bestLen = 0, i = 0
+            while i < 8 {
+                if groups[i] == 0 {
+                    var j = i
+                    while j < 8 && groups[j] == 0 { j += 1 }
+                    if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
+                    i = j
+                } else { i += 1 }
+            }
+            func hex(_ g: ArraySlice<UInt16>) -> String { g.map { String($0, radix: 16) }.joined(separator: ":") }
+            if bestStart < 0 { return hex(groups[...]) }
+            let left = hex(groups[..<bestStart]), right = hex(groups[(bestStart + bestLen)...])
+            groups.removeAll()
+            return left + "::" + right
+        }
+    }
+}
+
+/// An address block: `192.0.2.0/24`, `2001:db8:25::/48`, or a single address.
+public struct IPPrefix: Sendable, Hashable, CustomStringConvertible {
+    public let address: IPAddress
+    public let length: Int
+
+    public enum ParseError: Error, Equatable, CustomStringConvertible {
+        case notAnAddress(String)
+        case badLength(String, max: Int)
+        case hostBitsSet(String, suggestion: String)
+
+        public var description: String {
+            switch self {
+            case .notAnAddress(let t): return "\"\(t)\" is not an IPv4 or IPv6 address"
+            case .badLength(let t, let max): return "prefix length \"\(t)\" must be a number from 0 to \(max)"
+            case .hostBitsSet(let t, let s): return "\"\(t)\" has bits set beyond its prefix length; did you mean \(s)?"
+            }
+        }
+    }
+
+    public init(address: IPAddress, length: Int) {
+        self.address = address
+        self.length = length
+    }
+
+    public static func parse(_ text: String) -> Result<IPPrefix, ParseError> {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        // A mapped IPv4 address with a /96+ length would be misread; prefixes keep their family.
+        guard let addr = IPAddress(parts[0]) else { return .failure(.notAnAddress(String(parts[0]))) }
+        guard parts.count == 2 else { return .success(IPPrefix(address: addr, length: addr.width)) }
+        guard parts[1].utf8.count <= 3, parts[1].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let len = Int(parts[1]), len <= addr.width else {
+            return .failure(.badLength(String(parts[1]), max: addr.width))
+        }
+        let prefix = IPPrefix(address: addr, length: len)
+        if prefix.network.bits != addr.bits {
+            return .failure(.hostBitsSet(text, suggestion: "\(prefix.network)/\(len)"))
+        }
+        return .success(prefix)
+    }
+
+    var network: IPAddress {
+        let hostBits = address.width - length
+        let mask: UInt128 = hostBits >= 128 ? 0 : ~((UInt128(1) << hostBits) - 1)
+        let masked = address.bits & mask
+        return address.family == .v4 ? IPAddress(v4: UInt32(truncatingIfNeeded: masked)) : IPAddress(v6: masked)
+    }
+
+    public func contains(_ other: IPAddress) -> Bool {
+        guard other.family == address.family else { return false }
+        let hostBits = address.width - length
+        if hostBits >= address.width { return true }
+        return other.bits >> hostBits == address.bits >> hostBits
+    }
+
+    public var description: String {
+        length == address.width ? address.description : "\(address)/\(length)"
+    }
+}

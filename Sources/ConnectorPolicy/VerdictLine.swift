@@ -1,0 +1,78 @@
+// The verdict line of SPEC section 6: one line per recipient decision, `key=value` fields that
+// a hostile SMTP client cannot forge, whatever it puts in its addresses or names.
+
+public enum VerdictLine {
+    /// Longest value written, in Unicode scalars; longer values end in "...". SMTP limits an
+    /// address to 256 octets, so only hostile values are cut, and a syslog line stays whole.
+    public static let maximumValueLength = 512
+
+    public static func format(queueID: String?, decision: Decision, session: SessionFacts,
+                              from: EmailAddress, recipient: EmailAddress) -> String {
+        var line = ""
+        line.reserveCapacity(256)
+        line += queueID.map { quoteIfNeeded($0) } ?? "NOQUEUE"
+        line += ": verdict=" + decision.verdict.rawValue
+        if let would = decision.wouldBe { line += " would=" + would.rawValue }
+        if let refusal = decision.refusal { line += " reason=" + refusal.reason.rawValue }
+        line += " direction=" + decision.direction.rawValue
+        line += " inbound=" + (decision.inbound.map { quoted($0.name) } ?? "none")
+        line += " inbound_type=" + decision.inboundType.rawValue
+        line += " client=" + quoteIfNeeded(session.clientName + "[" + (session.clientAddress?.description ?? "unknown") + "]")
+        line += " tls=" + (session.tlsVersion.map { quoteIfNeeded($0) } ?? "none")
+        line += " cert=" + (session.isTLS ? session.verifiedCertificateName.map { quoted($0) } ?? "none" : "none")
+        line += " from=" + quoteIfNeeded("<" + from.address + ">")
+        line += " rcpt=" + quoteIfNeeded("<" + recipient.address + ">")
+        line += " outbound=" + (decision.outbound.map { quoted($0.name) } ?? "none")
+        line += " outbound_type=" + (decision.outbound?.type.rawValue ?? "none")
+        line += " mode=" + decision.mode.rawValue
+        return line
+    }
+
+    /// The value as is when it is safe bare, else quoted and escaped.
+    public static func quoteIfNeeded(_ value: String) -> String {
+        needsQuotes(value) ? quoted(value) : value
+    }
+
+    static func needsQuotes(_ value: String) -> Bool {
+        if value.isEmpty || value.unicodeScalars.count > maximumValueLength { return true }
+        for s in value.unicodeScalars {
+            switch s {
+            case " ", "\"", "=", "\\": return true
+            default: if isUnsafe(s) { return true }
+            }
+        }
+        return false
+    }
+
+    /// Control characters (C0, DEL, C1) and the Unicode line and paragraph separators would
+    /// break or fake a line in a log viewer; they are written as escapes.
+    static func isUnsafe(_ s: Unicode.Scalar) -> Bool {
+        s.value < 0x20 || (s.value >= 0x7F && s.value <= 0x9F) || s.value == 0x2028 || s.value == 0x2029
+            || s.value == 0xFEFF
+    }
+
+    /// `"value"` with `\"`, `\\`, `\xHH` (C0, DEL) and `\u{HHHH}` (other unsafe scalars) escapes.
+    public static func quoted(_ value: String) -> String {
+        var out = "\""
+        var count = 0
+        for s in value.unicodeScalars {
+            if count == maximumValueLength { out += "..."; break }
+            count += 1
+            switch s {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default:
+                if isUnsafe(s) {
+                    if s.value < 0x80 {
+                        out += "\\x" + (s.value < 0x10 ? "0" : "") + String(s.value, radix: 16)
+                    } else {
+                        out += "\\u{" + String(s.value, radix: 16) + "}"
+                    }
+                } else {
+                    out.unicodeScalars.append(s)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
