@@ -1,0 +1,17 @@
+# connector-milter: the commands README.md names.
+SWIFT ?= swift
+
+.PHONY: build test bench demo clean
+
+build:
+	$(SWIFT) build
+
+test:
+	bash .ci/test
+
+bench:
+	$(SWIFT) build -c release --product policy-bench
+	.build/release/policy-bench
+
+clean:
+	rm -rf .build

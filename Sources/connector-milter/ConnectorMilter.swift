@@ -1,0 +1,24 @@
+import Foundation
+import ArgumentParser
+
+@main
+struct ConnectorMilter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "connector-milter",
+        abstract: "Inbound and outbound mail connectors for Postfix and Sendmail, as a milter.",
+        discussion: """
+        The policy file (default \(defaultPolicyPath)) describes the organization's accepted \
+        domains and its connectors; see README.md and SPEC.md.
+        """,
+        subcommands: [Run.self, Check.self, Classify.self]
+    )
+}
+
+let defaultPolicyPath = "/etc/connector-milter/connectors.yaml"
+
+/// Writes one line to standard error (for messages a person reads, not verdicts).
+func printError(_ message: String) {
+    var text = message
+    if !text.hasSuffix("\n") { text += "\n" }
+    FileHandle.standardError.write(text.data(using: .utf8)!)
+}
