@@ -1,0 +1,153 @@
+import ConnectorPolicy
+import Milter
+
+/// Makes a session per SMTP connection, each pinned to the policy in force when it connected.
+final class ConnectorSessionFactory: MilterSessionFactory {
+    let store: PolicyStore
+    let log: any LogSink
+
+    init(store: PolicyStore, log: any LogSink) {
+        self.store = store
+        self.log = log
+    }
+
+    func makeSession() -> MilterSession { ConnectorSession(policy: store.current, log: log) }
+
+    static let configuration = MilterConfiguration(
+        name: "connector-milter",
+        actions: [.addHeaders, .changeHeaders],
+        macros: SessionMacros.requested,
+        noReplyToHeaders: true
+    )
+}
+
+/// One SMTP connection: macros in, session facts, a decision per recipient, replies and
+/// verdict lines out. Refusals are logged when they happen; acceptances when the message is
+/// queued, with its queue id.
+final class ConnectorSession: MilterSession {
+    static let stampedHeaders = ["X-Connector-Inbound", "X-Connector-Direction"]
+
+    private let policy: PolicySet
+    private let log: any LogSink
+    private var facts = SessionFacts()
+    // Per message.
+    private var from: EmailAddress?
+    private var accepted: [(decision: Decision, recipient: EmailAddress)] = []
+    private var forgedHeaders: [String: Int] = [:]  // stamped header name -> copies seen
+
+    init(policy: PolicySet, log: any LogSink) {
+        self.policy = policy
+        self.log = log
+    }
+
+    func connect(hostname: String, address: String?, context: MilterContext) throws -> MilterResponse {
+        facts.clientName = SessionMacros.clientName(hostname)
+        facts.clientAddress = address.flatMap { IPAddress($0) }
+        return .proceed
+    }
+
+    func helo(_ name: String, context: MilterContext) throws -> MilterResponse {
+        facts.helo = name
+        readTLS(context)
+        return .proceed
+    }
+
+    func mailFrom(_ arguments: [String], context: MilterContext) throws -> MilterResponse {
+        resetMessage()
+        readTLS(context)
+        facts.authenticatedUser = context.macro("{auth_authen}").flatMap { $0.isEmpty ? nil : $0 }
+        from = EmailAddress(parsing: arguments.first ?? "")
+        return .proceed
+    }
+
+    func recipient(_ arguments: [String], context: MilterContext) throws -> MilterResponse {
+        guard let from else { throw SessionError.recipientBeforeMail }
+        let recipient = EmailAddress(parsing: arguments.first ?? "")
+        let decision = policy.judge(session: facts, from: from, recipient: recipient)
+        if let refusal = decision.enforcedRefusal {
+            logVerdict(decision, recipient: recipient, queueID: context.macro("i"))
+            guard let reply = SMTPReply(code: refusal.reply.code, enhancedCode: refusal.reply.enhancedCode,
+                                        text: refusal.reply.text) else { throw SessionError.invalidReply(refusal.reply.description) }
+            return .refuse(reply)
+        }
+        accepted.append((decision, recipient))
+        return .proceed
+    }
+
+    func header(name: String, value: String, context: MilterContext) throws -> MilterResponse {
+        if let stamped = Self.stampedHeaders.first(where: { $0.caseInsensitiveEquals(name) }) {
+            forgedHeaders[stamped, default: 0] += 1
+        }
+        return .proceed
+    }
+
+    func endOfMessage(context: MilterContext) throws -> MilterResponse {
+        defer { resetMessage() }
+        // Copies that arrived with the message were written by someone else: remove them
+        // whether or not we stamp our own. Highest index first, so the rest keep their numbers.
+        for (name, count) in forgedHeaders {
+            for index in stride(from: count, through: 1, by: -1) {
+                try context.deleteHeader(name: name, index: index)
+            }
+        }
+        // The headers describe the message; its first accepted recipient decides them.
+        if policy.settings.stampHeaders, let first = accepted.first?.decision {
+            try context.addHeader(name: "X-Connector-Inbound", value: first.inbound.map { headerSafe($0.name) } ?? "none")
+            try context.addHeader(name: "X-Connector-Direction", value: first.direction.rawValue)
+        }
+        let queueID = context.macro("i")
+        for (decision, recipient) in accepted {
+            logVerdict(decision, recipient: recipient, queueID: queueID)
+        }
+        return .proceed
+    }
+
+    func abort(context: MilterContext) {
+        resetMessage()
+    }
+
+    func close() {}
+
+    private func readTLS(_ context: MilterContext) {
+        if let tls = SessionMacros.tls(context.macro) {
+            facts.tlsVersion = tls.version
+            facts.verifiedCertificateName = tls.certificateName
+        }
+    }
+
+    private func resetMessage() {
+        from = nil
+        accepted.removeAll(keepingCapacity: true)
+        forgedHeaders.removeAll(keepingCapacity: true)
+    }
+
+    private func logVerdict(_ decision: Decision, recipient: EmailAddress, queueID: String?) {
+        let id = queueID.flatMap { $0.isEmpty ? nil : $0 }
+        log.log(decision.verdict == .accept ? .info : .notice,
+                VerdictLine.format(queueID: id, decision: decision, session: facts, from: from ?? EmailAddress(parsing: ""),
+                                   recipient: recipient))
+    }
+
+    /// Connector names come from the administrator, but a header must still be one line.
+    private func headerSafe(_ text: String) -> String {
+        String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) })
+    }
+}
+
+enum SessionError: Error, CustomStringConvertible {
+    case recipientBeforeMail
+    case invalidReply(String)
+
+    var description: String {
+        switch self {
+        case .recipientBeforeMail: return "RCPT without MAIL: the MTA and the milter disagree on the session state"
+        case .invalidReply(let reply): return "policy reply \(reply) is not a valid SMTP reply"
+        }
+    }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count && DomainName.lowercasedASCII(self) == DomainName.lowercasedASCII(other)
+    }
+}

@@ -1,0 +1,73 @@
+import ConnectorPolicy
+import Milter
+
+/// Turns what the MTA's macros say about TLS and authentication into session facts. Postfix
+/// and Sendmail name and encode these differently; every value may come from a stranger.
+enum SessionMacros {
+    /// What connector-milter asks the MTA for, per stage. A list replaces the MTA's own for
+    /// that stage, so each keeps the MTA's defaults we rely on. The TLS macros are asked for at
+    /// MAIL too: Postfix sends them at HELO only when the client says EHLO again after
+    /// STARTTLS, and a client may go straight to MAIL.
+    static let requested: [MilterStage: [String]] = [
+        .helo: tlsMacros,
+        .envelopeFrom: ["i", "{auth_type}", "{auth_authen}", "{mail_addr}"] + tlsMacros,
+        .envelopeRecipient: ["i", "{rcpt_addr}"],
+        .endOfMessage: ["i"],
+    ]
+
+    /// Postfix: `{tls_version}`, and `{cert_subject}` = the CN of a *verified* certificate.
+    /// Sendmail: `{verify}` (OK = verified) and `{cn_subject}` (xtext), `{cert_subject}` being
+    /// a full DN that is set even when verification failed.
+    static let tlsMacros = ["{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}",
+                            "{verify}", "{cn_subject}"]
+
+    /// The TLS facts the macros give, or nil when they say nothing (so facts from an earlier
+    /// stage are kept: a later stage's absent macro is not a downgrade).
+    static func tls(_ macro: (String) -> String?) -> (version: String, certificateName: String?)? {
+        guard let version = macro("{tls_version}"), !version.isEmpty else { return nil }
+        let name: String?
+        if let verify = macro("{verify}") {
+            // Sendmail: only a verified certificate names anyone.
+            name = verify == "OK" || verify == "TRUSTED" ? macro("{cn_subject}").map(xtextDecoded) : nil
+        } else {
+            // Postfix hands the CN only for a verified certificate.
+            name = macro("{cert_subject}")
+        }
+        return (version, name.flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// Decodes RFC 3461 xtext (`+20` is a space), as Sendmail writes certificate names.
+    /// A malformed escape is kept literally: it is then compared, and fails to match, as is.
+    static func xtextDecoded(_ text: String) -> String {
+        guard text.utf8.contains(UInt8(ascii: "+")) else { return text }
+        var out: [UInt8] = []
+        let bytes = Array(text.utf8)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "+"), i + 2 < bytes.count,
+               let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+                out.append(hi << 4 | lo)
+                i += 3
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+
+    /// The client name for the verdict line: the MTA's verified name, or "unknown" where it
+    /// has none (Postfix writes "unknown", libmilter "[203.0.113.5]").
+    static func clientName(_ hostname: String) -> String {
+        hostname.isEmpty || hostname.hasPrefix("[") ? "unknown" : hostname
+    }
+}

@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Milter
+
+/// What the policy engine brings to the worker (see the plug-in point in RunCommand.swift).
+struct WorkerPlugIn: Sendable {
+    /// Makes the factory of sessions once the policy is loaded.
+    var makeFactory: @Sendable (PolicyStore, LogSink) -> MilterSessionFactory
+    /// "N connectors", for the reload and startup lines.
+    var describePolicy: @Sendable (PolicyStore) -> String
+    /// Name, actions and macros for libmilter; the worker adds the error handler.
+    var configuration: MilterConfiguration
+}
+
+/// The worker process: the one that speaks milter. It creates the socket as root, gives
+/// it away, drops privileges, loads the policy as the unprivileged user (so a reload, which
+/// runs as that user too, can read what the start could), reports readiness to the
+/// supervisor on descriptor 3, and runs libmilter.
+///
+/// Signals: it inherits the supervisor's blocked mask. libmilter sigwaits SIGHUP, SIGTERM
+/// and SIGINT in its own thread (and stops on them); SIGUSR1 stays blocked and one thread
+/// of ours sigwaits it to reload. The supervisor never forwards SIGHUP, only SIGUSR1.
+enum Worker {
+    /// The write end of the readiness pipe, placed here by the supervisor's posix_spawn.
+    static let readinessDescriptor: Int32 = 3
+
+    static func run(_ options: DaemonOptions, plugIn: WorkerPlugIn) -> Int32 {
+        let log = options.makeLog()
+        do {
+            try serve(options, plugIn: plugIn, log: log)
+            log.log(.notice, "stopped")
+            return Sysexit.ok.rawValue
+        } catch {
+            // Until readiness, stderr is the admin's terminal (or the journal): say it there
+            // too, not only in syslog.
+            if options.log != .stderr { writeStderr(error.message, prefixed: error.exit != .config) }
+            for line in error.message.split(separator: "\n") { log.log(.error, String(line)) }
+            return error.exit.rawValue
+        }
+    }
+
+    private static func serve(_ options: DaemonOptions, plugIn: WorkerPlugIn, log: LogSink) throws(DaemonError) {
+        let factory = LateBoundFactory()
+        var configuration = plugIn.configuration
+        configuration.errorHandler = { message in log.log(.error, "milter: \(message)") }
+        do {
+            try MilterServer.register(configuration, factory: factory)
+        } catch {
+            throw DaemonError(.software, "cannot register with libmilter: \(error)")
+        }
+
+        if let path = options.socket.unixPath {
+            try checkSocketDirectory(of: path)
+            // Born 0660 (libmilter never chmods; the umask decides), so there is no moment
+            // when others could connect; the chmod below makes it explicit.
+            umask(0o117)
+        }
+        do {
+            // The supervisor proved any existing socket dead, so libmilter may remove it.
+            try MilterServer.openSocket(options.socket.libmilterSpec, removeExisting: true)
+        } catch {
+            throw DaemonError(.cantCreate, "cannot listen on \(options.socket): \(error)")
+        }
+        umask(0o022)
+        if let path = options.socket.unixPath {
+            try options.identity.takeOwnership(ofSocket: path)
+        }
+        try options.identity.drop()
+
+        let store: PolicyStore
+        do {
+            store = try PolicyStore(path: options.configPath)
+        } catch {
+            throw DaemonError(.config, String(describing: error))
+        }
+        factory.target = plugIn.makeFactory(store, log)
+        try startThread { reloadOnSignal(store: store, path: options.configPath, plugIn: plugIn, log: log) }
+
+        reportReadiness()
+        if !options.foreground { detachStandardStreams() }
+        log.log(.notice, "listening on \(options.socket) (libmilter \(MilterServer.libraryVersion)), "
+                + "policy \(options.configPath): \(plugIn.describePolicy(store))")
+        do {
+            try MilterServer.main()
+        } catch {
+            throw DaemonError(.osError, "libmilter stopped: \(error)")
+        }
+    }
+
+    /// libmilter only says "smfi_opensocket failed": name the usual cause ourselves.
+    private static func checkSocketDirectory(of path: String) throws(DaemonError) {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let parent = directory.isEmpty ? "/" : directory
+        var info = stat()
+        guard stat(parent, &info) == 0 else {
+            throw DaemonError.system(.cantCreate, "socket directory \(parent) is not usable")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw DaemonError(.cantCreate, "socket directory \(parent) is not a directory")
+        }
+        guard access(parent, W_OK | X_OK) == 0 else {
+            throw DaemonError.system(.cantCreate, "cannot create the socket in \(parent)")
+        }
+    }
+
+    /// SIGUSR1 (the supervisor's forward of SIGHUP or SIGUSR1): reload, or keep the running
+    /// policy and say why. Sessions in progress keep the policy they started with.
+    private static func reloadOnSignal(store: PolicyStore, path: String, plugIn: WorkerPlugIn, log: LogSink) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR1)
+        while true {
+            var signal: Int32 = 0
+            guard sigwait(&set, &signal) == 0 else { continue }
+            do {
+                try store.reload()
+                log.log(.notice, "policy reloaded from \(path): \(plugIn.describePolicy(store))")
+            } catch {
+                log.log(.error, "policy reload from \(path) failed, keeping the running policy:")
+                for line in String(describing: error).split(separator: "\n") { log.log(.error, String(line)) }
+            }
+        }
+    }
+
+    private static func reportReadiness() {
+        // Only into the supervisor's pipe: run by hand, descriptor 3 may be anything.
+        var info = stat()
+        guard fstat(readinessDescriptor, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return }
+        var byte: UInt8 = 0
+        _ = write(readinessDescriptor, &byte, 1)
+        close(readinessDescriptor)
+    }
+
+    private static func startThread(_ body: @escaping @Sendable () -> Void) throws(DaemonError) {
+        final class Body { let run: @Sendable () -> Void; init(_ run: @escaping @Sendable () -> Void) { self.run = run } }
+        let argument = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { argument in
+            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, argument)
+        guard result == 0 else {
+            Unmanaged<Body>.fromOpaque(argument).release()
+            throw DaemonError.system(.osError, "pthread_create", errno: result)
+        }
+        pthread_detach(thread)
+    }
+}
+
+/// Registered with libmilter before the policy exists (libmilter needs smfi_register before
+/// smfi_opensocket, and the policy is loaded only after privileges are dropped). `target`
+/// is set once, before smfi_main starts any thread.
+final class LateBoundFactory: MilterSessionFactory, @unchecked Sendable {
+    var target: MilterSessionFactory?
+
+    func makeSession() -> MilterSession {
+        target?.makeSession() ?? UnconfiguredSessionFactory.Session()
+    }
+}
+
+/// Until the policy engine is plugged in: fail closed, like Postfix does for a
+/// configuration problem, never accept.
+final class UnconfiguredSessionFactory: MilterSessionFactory {
+    static let reply = SMTPReply(code: 451, enhancedCode: "4.3.5", text: "Server configuration problem")!
+
+    func makeSession() -> MilterSession { Session() }
+
+    final class Session: MilterSession {
+        func connect(hostname: String, address: String?, context: MilterContext) -> MilterResponse { .refuse(reply) }
+        func helo(_ name: String, context: MilterContext) -> MilterResponse { .refuse(reply) }
+        func mailFrom(_ arguments: [String], context: MilterContext) -> MilterResponse { .refuse(reply) }
+        func recipient(_ arguments: [String], context: MilterContext) -> MilterResponse { .refuse(reply) }
+        func header(name: String, value: String, context: MilterContext) -> MilterResponse { .proceed }
+        func endOfMessage(context: MilterContext) -> MilterResponse { .refuse(reply) }
+        func abort(context: MilterContext) {}
+        func close() {}
+    }
+}
+
+/// Standard streams onto /dev/null, once a daemon has no terminal to talk to.
+func detachStandardStreams() {
+    let null = open("/dev/null", O_RDWR)
+    guard null >= 0 else { return }
+    for descriptor in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] { dup2(null, descriptor) }
+    if null > STDERR_FILENO { close(null) }
+}
+
+/// Policy errors go out as they are ("FILE:LINE:COLUMN: message", like `check`); other
+/// messages are led by the program's name.
+func writeStderr(_ message: String, prefixed: Bool = true) {
+    let text = message.split(separator: "\n", omittingEmptySubsequences: false)
+        .map { (prefixed ? "connector-milter: " : "") + "\($0)\n" }.joined()
+    var bytes = Array(text.utf8)
+    _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
