@@ -35,6 +35,6 @@ let package = Package(
         .executableTarget(name: "policy-bench", dependencies: ["ConnectorPolicy"]),
         .testTarget(name: "ConnectorPolicyTests", dependencies: ["ConnectorPolicy"]),
         .testTarget(name: "MilterTests", dependencies: ["Milter", "connector-milter", "ConnectorPolicy"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["connector-milter"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["connector-milter"], exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# throughput.sh - messages per second through a private Postfix with
+#   (a) no milter, (b) the pass-through C milter, (c) connector-milter,
+# all in one run, so the ratios c/b and b/a compare like with like (absolute figures
+# drift 10-15 % from run to run on shared machines).
+#
+# usage: bench/throughput.sh [POLICY.yaml]
+#   POLICY.yaml              policy for (c); without it, or without the binary, (c) is skipped
+#   CONNECTOR_MILTER_BIN     the daemon (default: .build/release, then .build/debug)
+#   BENCH_MESSAGES=2000 BENCH_SESSIONS=10 BENCH_SIZE=1024 BENCH_WARMUP=200
+#   BENCH_ROUNDS=3           rounds of a, b, c interleaved; each case reports its median
+#   BENCH_FROM=sender@fabrikam.com BENCH_TO=user@contoso.com   envelope of every message
+#                            (must be accepted by the policy: smtp-source stops on a refusal)
+#   BENCH_KEEP=1             keep the work directory (logs) after the run
+#
+# Load: Postfix's smtp-source, BENCH_SESSIONS parallel sessions, one connection per
+# message, BENCH_SIZE bytes of body, to 127.0.0.1; Postfix relays everything to
+# smtp-sink on another loopback port. The rate is BENCH_MESSAGES / wall time of
+# smtp-source (all messages accepted by Postfix, i.e. through the milter). Both milters
+# run for the whole benchmark on their own sockets; a case only switches smtpd_milters
+# (postfix reload). Cases are interleaved (a b c a b c ...) so drift hits all alike.
+#
+# Needs root, postfix (smtp-source, smtp-sink), a C compiler ($CC, gcc, cc or the Swift
+# toolchain's clang), libmilter-dev, openssl; rsyslog to
+# give connector-milter a /dev/log when no syslog daemon runs. Stops every process it
+# started, by PID, on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab.sh
+. "$HERE/lab.sh"
+
+POLICY=${1:-}
+MESSAGES=${BENCH_MESSAGES:-2000}
+SESSIONS=${BENCH_SESSIONS:-10}
+SIZE=${BENCH_SIZE:-1024}
+WARMUP=${BENCH_WARMUP:-200}
+ROUNDS=${BENCH_ROUNDS:-3}
+FROM=${BENCH_FROM:-sender@fabrikam.com}
+TO=${BENCH_TO:-user@contoso.com}
+
+lab_require postfix postconf smtp-source smtp-sink openssl
+CC=${CC:-$(command -v gcc || command -v cc || command -v clang || true)}
+[ -n "$CC" ] || lab_die "no C compiler (apt-get install gcc)"
+[ -f /usr/include/libmilter/mfapi.h ] || lab_die "libmilter-dev is not installed (apt-get install libmilter-dev)"
+
+WORK=$(mktemp -d /tmp/connector-bench.XXXXXX)
+MASTER_PID="" SINK_PID="" PASS_PID="" MILTER_PID="" SYSLOG_PID="" OWN_DEVLOG=""
+
+cleanup() {
+    set +e
+    lab_stop_postfix "$MASTER_PID"
+    lab_stop_pid "$MILTER_PID" 10
+    lab_stop_pid "$PASS_PID" 10
+    lab_stop_pid "$SINK_PID" 5
+    lab_stop_pid "$SYSLOG_PID" 5
+    [ -z "$OWN_DEVLOG" ] || rm -f /dev/log
+    if [ -n "${BENCH_KEEP:-}" ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- connector-milter: found and given a policy, or (c) is skipped -----------------
+BIN=${CONNECTOR_MILTER_BIN:-}
+if [ -z "$BIN" ]; then
+    for candidate in "$LAB_ROOT/.build/release/connector-milter" "$LAB_ROOT/.build/debug/connector-milter"; do
+        if [ -x "$candidate" ]; then BIN=$candidate; break; fi
+    done
+fi
+SKIP_C=""
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
+    SKIP_C="no connector-milter binary (build it, or set CONNECTOR_MILTER_BIN)"
+elif [ -z "$POLICY" ]; then
+    SKIP_C="no policy file given (bench/throughput.sh POLICY.yaml)"
+elif [ ! -r "$POLICY" ]; then
+    SKIP_C="cannot read policy $POLICY"
+fi
+
+# --- the lab ------------------------------------------------------------------------
+SMTP_PORT=$(lab_free_port 25250)
+SINK_PORT=$(lab_free_port $((SMTP_PORT + 1)))
+lab_configure "$WORK" "$SMTP_PORT" "$SINK_PORT" ""
+PASS_SOCKET="unix:$WORK/run/passthrough.sock"
+MILTER_SOCKET="unix:$WORK/run/milter.sock"
+
+"$CC" -O2 -Wall -o "$WORK/passthrough-milter" "$HERE/passthrough-milter.c" -lmilter -lpthread
+
+smtp-sink -u nobody 127.0.0.1:"$SINK_PORT" 1024 > "$WORK/log/smtp-sink.out" 2>&1 &
+SINK_PID=$!
+lab_wait_for 10 lab_port_listening "$SINK_PORT" || lab_die "smtp-sink did not start: $(cat "$WORK/log/smtp-sink.out")"
+lab_start_postfix "$WORK"
+lab_wait_for 10 lab_port_listening "$SMTP_PORT" || lab_die "Postfix does not listen on $SMTP_PORT"
+
+# connector-milter logs with syslog(3); without a listener on /dev/log glibc drops the
+# lines (cheaper than real life). Give it one: the machine's, or a private rsyslogd.
+if [ -z "$SKIP_C" ]; then
+    if [ -S /dev/log ] && logger --socket-errors=on -u /dev/log -t connector-bench -p mail.debug "bench probe" 2>/dev/null; then
+        LOGGING="the machine's syslog daemon (/dev/log)"
+    elif command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; then
+        rm -f /dev/log
+        cat > "$WORK/rsyslog.conf" <<EOF
+global(workDirectory="$WORK/run")
+module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
+mail.* action(type="omfile" file="$WORK/log/mail.log")
+EOF
+        PATH="$PATH:/usr/sbin" rsyslogd -n -f "$WORK/rsyslog.conf" -i "$WORK/run/rsyslogd.pid" > "$WORK/log/rsyslogd.out" 2>&1 &
+        SYSLOG_PID=$!
+        OWN_DEVLOG=1
+        lab_wait_for 10 test -S /dev/log || lab_die "rsyslogd did not create /dev/log: $(cat "$WORK/log/rsyslogd.out")"
+        LOGGING="a private rsyslogd writing $WORK/log/mail.log"
+    else
+        LOGGING="nothing listening on /dev/log (install rsyslog): log lines are dropped"
+    fi
+fi
+
+sent_count() { grep -c 'status=sent' "$WORK/log/maillog" || true; }
+
+# wait_delivered N: until N messages in total reached the sink (keeps runs apart).
+wait_delivered() {
+    local want=$1 deadline=$((SECONDS + 120))
+    while [ "$(sent_count)" -lt "$want" ]; do
+        [ $SECONDS -lt $deadline ] || lab_die "only $(sent_count) of $want messages delivered to the sink; see $WORK/log/maillog"
+        sleep 0.2
+    done
+}
+
+TOTAL=0
+# run_case LABEL MILTER: sets RATE to the rate in msgs/s.
+run_case() {
+    local label=$1 milter=$2
+    lab_set_milter "$WORK" "$milter"
+    sleep 1  # smtpd processes of the old configuration finish and exit
+    smtp-source -s "$SESSIONS" -m "$WARMUP" -l "$SIZE" -f "$FROM" -t "$TO" -M bench.lab.test \
+        127.0.0.1:"$SMTP_PORT" > "$WORK/log/warmup-$label.out" 2>&1 ||
+        lab_die "($label) warm-up failed: $(tail -3 "$WORK/log/warmup-$label.out"); Postfix: $(tail -3 "$WORK/log/maillog")"
+    TOTAL=$((TOTAL + WARMUP))
+    wait_delivered "$TOTAL"
+    local start end
+    start=$(date +%s.%N)
+    smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f "$FROM" -t "$TO" -M bench.lab.test \
+        127.0.0.1:"$SMTP_PORT" > "$WORK/log/run-$label.out" 2>&1 ||
+        lab_die "($label) smtp-source failed (a refusal? set BENCH_FROM/BENCH_TO to mail the policy accepts): $(tail -3 "$WORK/log/run-$label.out"); Postfix: $(tail -3 "$WORK/log/maillog")"
+    end=$(date +%s.%N)
+    TOTAL=$((TOTAL + MESSAGES))
+    wait_delivered "$TOTAL"
+    RATE=$(awk -v n="$MESSAGES" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", n / (e - s) }')
+}
+
+"$WORK/passthrough-milter" -g postfix "$PASS_SOCKET" > "$WORK/log/passthrough-milter.out" 2>&1 &
+PASS_PID=$!
+lab_wait_for 10 test -S "$WORK/run/passthrough.sock" ||
+    lab_die "passthrough-milter did not start: $(cat "$WORK/log/passthrough-milter.out")"
+
+if [ -z "$SKIP_C" ]; then
+    "$BIN" run --foreground --config "$POLICY" --socket "$MILTER_SOCKET" --log syslog \
+        --pidfile "$WORK/run/connector-milter.pid" --user nobody --group postfix \
+        > "$WORK/log/connector-milter.out" 2>&1 &
+    MILTER_PID=$!
+    lab_wait_for 30 test -S "$WORK/run/milter.sock" ||
+        lab_die "connector-milter did not create its socket: $(tail -5 "$WORK/log/connector-milter.out")"
+fi
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "throughput: $MESSAGES messages of $SIZE bytes, $SESSIONS sessions, one connection per message," \
+     "MAIL FROM <$FROM> RCPT TO <$TO>; $ROUNDS round(s); $(nproc) CPUs"
+if [ -n "$SKIP_C" ]; then
+    echo "(c) connector-milter skipped: $SKIP_C"
+else
+    echo "(c) connector-milter: $BIN, policy $POLICY, logging to $LOGGING"
+fi
+
+ALL_A="" ALL_B="" ALL_C=""
+for round in $(seq 1 "$ROUNDS"); do
+    run_case "a$round" ""
+    ALL_A="$ALL_A $RATE"
+    line="round $round: a=$RATE"
+    run_case "b$round" "$PASS_SOCKET"
+    ALL_B="$ALL_B $RATE"
+    line="$line b=$RATE"
+    if [ -z "$SKIP_C" ]; then
+        run_case "c$round" "$MILTER_SOCKET"
+        ALL_C="$ALL_C $RATE"
+        line="$line c=$RATE"
+    fi
+    echo "  $line msgs/s"
+done
+
+RATE_A=$(echo "$ALL_A" | median)
+RATE_B=$(echo "$ALL_B" | median)
+RATE_C=""
+[ -z "$SKIP_C" ] && RATE_C=$(echo "$ALL_C" | median)
+echo "medians:"
+printf '(a) no milter                %8s msgs/s\n' "$RATE_A"
+printf '(b) pass-through C milter    %8s msgs/s   b/a = %s\n' "$RATE_B" \
+    "$(awk -v a="$RATE_A" -v b="$RATE_B" 'BEGIN { printf "%.2f", b / a }')"
+if [ -n "$SKIP_C" ]; then
+    echo "(c) connector-milter         skipped: $SKIP_C"
+else
+    printf '(c) connector-milter         %8s msgs/s   c/b = %s   c/a = %s\n' "$RATE_C" \
+        "$(awk -v b="$RATE_B" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / b }')" \
+        "$(awk -v a="$RATE_A" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / a }')"
+fi
+
+# One line for scripts: the figures and ratios.
+awk -v a="$RATE_A" -v b="$RATE_B" -v c="$RATE_C" 'BEGIN {
+    line = sprintf("RESULT a=%s b=%s b/a=%.3f", a, b, b / a)
+    if (c != "") line = line sprintf(" c=%s c/b=%.3f c/a=%.3f", c, c / b, c / a)
+    print line
+}'
