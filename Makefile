@@ -1,7 +1,7 @@
 # connector-milter: the commands README.md names.
 SWIFT ?= swift
 
-.PHONY: build test bench demo clean
+.PHONY: build test bench bench-throughput demo clean
 
 build:
 	$(SWIFT) build
@@ -15,3 +15,9 @@ bench:
 
 clean:
 	rm -rf .build
+
+demo:
+	bash scripts/demo.sh
+
+bench-throughput: build
+	bash bench/throughput.sh $(POLICY)
