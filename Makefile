@@ -19,5 +19,10 @@ clean:
 demo:
 	bash scripts/demo.sh
 
-bench-throughput: build
-	bash bench/throughput.sh $(POLICY)
+# Postfix throughput: no milter, a pass-through C milter, connector-milter with 1,000 connectors.
+bench-throughput:
+	$(SWIFT) build -c release --product connector-milter
+	$(SWIFT) build -c release --product policy-bench
+	.build/release/policy-bench --emit-policy 1000 > /tmp/connector-bench-policy.yaml
+	CONNECTOR_MILTER_BIN=$(CURDIR)/.build/release/connector-milter BENCH_FROM=someone@example.org BENCH_TO=user@contoso.com \
+		bash bench/throughput.sh /tmp/connector-bench-policy.yaml

@@ -38,7 +38,10 @@ func makePolicyYAML(_ shape: Shape, rng: inout SplitMix64) -> (yaml: String, add
     """
     var sample: [String] = []
     func v4Prefix() -> String {
-        let a = UInt32.random(in: 1...223, using: &rng), b = UInt32.random(in: 0...255, using: &rng)
+        // 127/8 is left out: the throughput benchmark's client is 127.0.0.1 and must stay unattributed.
+        var a = UInt32.random(in: 1...223, using: &rng)
+        if a == 127 { a = 128 }
+        let b = UInt32.random(in: 0...255, using: &rng)
         let c = UInt32.random(in: 0...255, using: &rng), d = UInt32.random(in: 0...255, using: &rng)
         let length = [16, 20, 24, 24, 24, 28, 32].randomElement(using: &rng)!
         let bits = (a << 24 | b << 16 | c << 8 | d) & (length == 0 ? 0 : ~UInt32(0) << (32 - length))
@@ -160,6 +163,15 @@ func decisionsPerSecond(_ policy: PolicySet, _ queries: [Query], rounds: Int, wi
     }
     if sink == 42 { print("") }  // keeps the work from being optimized away
     return Double(queries.count) / best
+}
+
+// `policy-bench --emit-policy N`: print a policy of about N connectors (for bench/throughput.sh).
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--emit-policy", let n = Int(CommandLine.arguments[2]), n >= 10 {
+    var rng = SplitMix64(state: 1)
+    let shape = Shape(onPremises: n / 10, partners: n * 7 / 10, outbound: n - n / 10 - n * 7 / 10,
+                      prefixesPerOnPremises: 16, prefixesPerPartner: 12)
+    print(makePolicyYAML(shape, rng: &rng).yaml)
+    exit(0)
 }
 
 let small = Shape(onPremises: 2, partners: 6, outbound: 2, prefixesPerOnPremises: 3, prefixesPerPartner: 2)
