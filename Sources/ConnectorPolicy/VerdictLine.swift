@@ -1,10 +1,23 @@
 // The verdict line of SPEC section 6: one line per recipient decision, `key=value` fields that
 // a hostile SMTP client cannot forge, whatever it puts in its addresses or names.
+//
+// The line carries every fact the judge reads, so `connector-milter simulate` can judge the
+// same recipient again under another policy. Fields beyond SPEC section 6 are appended after
+// `mode=`, never inserted: readers that know only the SPEC's fields keep working, and
+// `VerdictLineReader` reads lines written before a field existed as "fact unknown".
+//
+// Fields added after SPEC section 6, in order:
+//   auth="LOGIN"|none   the SASL login name (`{auth_authen}`), which makes a client originating.
 
 public enum VerdictLine {
     /// Longest value written, in Unicode scalars; longer values end in "...". SMTP limits an
     /// address to 256 octets, so only hostile values are cut, and a syslog line stays whole.
     public static let maximumValueLength = 512
+
+    /// Every key `format` writes, in the order it writes them; `would` and `reason` appear only
+    /// when the decision has them. The SPEC's fields first, then the ones added since.
+    public static let keys = ["verdict", "would", "reason", "direction", "inbound", "inbound_type", "client", "tls",
+                              "cert", "from", "rcpt", "outbound", "outbound_type", "mode", "auth"]
 
     public static func format(queueID: String?, decision: Decision, session: SessionFacts,
                               from: EmailAddress, recipient: EmailAddress) -> String {
@@ -25,6 +38,9 @@ public enum VerdictLine {
         line += " outbound=" + (decision.outbound.map { quoted($0.name) } ?? "none")
         line += " outbound_type=" + (decision.outbound?.type.rawValue ?? "none")
         line += " mode=" + decision.mode.rawValue
+        // Always quoted when set, so a login literally named "none" is not read as no login.
+        // An empty login counts as none, as it does for the judge.
+        line += " auth=" + (session.authenticatedUser.flatMap { $0.isEmpty ? nil : quoted($0) } ?? "none")
         return line
     }
 
