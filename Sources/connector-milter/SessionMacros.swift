@@ -30,8 +30,11 @@ enum SessionMacros {
             // Sendmail: only a verified certificate names anyone.
             name = verify == "OK" || verify == "TRUSTED" ? macro("{cn_subject}").map(xtextDecoded) : nil
         } else {
-            // Postfix hands the CN only for a verified certificate.
-            name = macro("{cert_subject}")
+            // Postfix hands the CN only for a verified certificate. A DN ("/CN=...") is
+            // Sendmail's {cert_subject}, set for unverified certificates too: it comes without
+            // {verify} only from a Sendmail that did not take our macro list (its stock HELO
+            // list has {cert_subject} but not {verify}), and then it proves nothing.
+            name = macro("{cert_subject}").flatMap { $0.hasPrefix("/") ? nil : $0 }
         }
         return (version, name.flatMap { $0.isEmpty ? nil : $0 })
     }
