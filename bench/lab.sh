@@ -151,3 +151,24 @@ lab_stop_postfix() {
     lab_stop_pid "$master" 10
     for pid in $members; do lab_stop_pid "$pid" 2; done
 }
+
+# lab_syslog_listening: true when a syslog daemon answers on /dev/log.
+lab_syslog_listening() {
+    [ -S /dev/log ] && logger --socket-errors=on -u /dev/log -t connector-lab -p mail.debug "lab probe" 2>/dev/null
+}
+
+# lab_private_syslog DIR: a private rsyslogd on /dev/log writing mail.* to DIR/log/mail.log;
+# sets SYSLOG_PID and OWN_DEVLOG (remove /dev/log when done). Use when none listens.
+lab_private_syslog() {
+    local dir=$1
+    rm -f /dev/log
+    cat > "$dir/rsyslog.conf" <<CONF
+global(workDirectory="$dir/run")
+module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
+mail.* action(type="omfile" file="$dir/log/mail.log")
+CONF
+    PATH="$PATH:/usr/sbin" rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/run/rsyslogd.pid" > "$dir/log/rsyslogd.out" 2>&1 &
+    SYSLOG_PID=$!
+    OWN_DEVLOG=1
+    lab_wait_for 10 test -S /dev/log || lab_die "rsyslogd did not create /dev/log: $(cat "$dir/log/rsyslogd.out")"
+}

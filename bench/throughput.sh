@@ -94,19 +94,10 @@ lab_wait_for 10 lab_port_listening "$SMTP_PORT" || lab_die "Postfix does not lis
 # connector-milter logs with syslog(3); without a listener on /dev/log glibc drops the
 # lines (cheaper than real life). Give it one: the machine's, or a private rsyslogd.
 if [ -z "$SKIP_C" ]; then
-    if [ -S /dev/log ] && logger --socket-errors=on -u /dev/log -t connector-bench -p mail.debug "bench probe" 2>/dev/null; then
+    if lab_syslog_listening; then
         LOGGING="the machine's syslog daemon (/dev/log)"
     elif command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ]; then
-        rm -f /dev/log
-        cat > "$WORK/rsyslog.conf" <<EOF
-global(workDirectory="$WORK/run")
-module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
-mail.* action(type="omfile" file="$WORK/log/mail.log")
-EOF
-        PATH="$PATH:/usr/sbin" rsyslogd -n -f "$WORK/rsyslog.conf" -i "$WORK/run/rsyslogd.pid" > "$WORK/log/rsyslogd.out" 2>&1 &
-        SYSLOG_PID=$!
-        OWN_DEVLOG=1
-        lab_wait_for 10 test -S /dev/log || lab_die "rsyslogd did not create /dev/log: $(cat "$WORK/log/rsyslogd.out")"
+        lab_private_syslog "$WORK"
         LOGGING="a private rsyslogd writing $WORK/log/mail.log"
     else
         LOGGING="nothing listening on /dev/log (install rsyslog): log lines are dropped"

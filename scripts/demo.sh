@@ -57,21 +57,12 @@ openssl x509 -req -in "$WORK/certs/relay.csr" -CA "$WORK/certs/ca.crt" -CAkey "$
 # Verdict lines go to syslog. Without a syslog daemon, a private rsyslogd takes /dev/log.
 VERDICTS=$WORK/log/mail.log
 LOG_ARGS=(--log syslog)
-if [ -S /dev/log ] && logger --socket-errors=on -u /dev/log -t connector-demo "probe" 2>/dev/null; then
+if lab_syslog_listening; then
     echo "a syslog daemon already listens on /dev/log: the daemon logs to stderr for this demo"
     LOG_ARGS=(--log stderr)
     VERDICTS=$WORK/log/connector-milter.out
 else
-    rm -f /dev/log
-    cat > "$WORK/rsyslog.conf" <<CONF
-global(workDirectory="$WORK/run")
-module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
-mail.* action(type="omfile" file="$WORK/log/mail.log")
-CONF
-    PATH="$PATH:/usr/sbin" rsyslogd -n -f "$WORK/rsyslog.conf" -i "$WORK/run/rsyslogd.pid" > "$WORK/log/rsyslogd.out" 2>&1 &
-    SYSLOG_PID=$!
-    OWN_DEVLOG=1
-    lab_wait_for 10 test -S /dev/log || lab_die "rsyslogd did not create /dev/log"
+    lab_private_syslog "$WORK"
 fi
 
 "$BIN" run --foreground --config "$WORK/connectors.yaml" --socket "unix:$WORK/run/milter.sock" \
@@ -121,12 +112,7 @@ bold "5. Headers of a delivered message (the forged X-Connector-Inbound is gone)
 newsletter=$(grep -l "Subject: Newsletter" "$WORK"/sink/* 2>/dev/null | head -1 || true)
 if [ -n "$newsletter" ]; then grep -E '^(X-Connector|Subject)' "$newsletter" | sed 's/^/  /'; fi
 
-bold "6. Summary"
-grep -o 'verdict=.*' "$VERDICTS" | awk '
-    { v = $1; sub(/verdict=/, "", v); r = "";
-      for (i = 2; i <= NF; i++) { if ($i ~ /^would=/) { w = $i; sub(/would=/, "", w); v = v " (would " w ")" }
-                                  if ($i ~ /^reason=/) { r = $i; sub(/reason=/, "", r) } }
-      key = sprintf("%-24s %s", v, r); n[key]++ }
-    END { for (k in n) printf "  %3d  %s\n", n[k], k }' | sort -k2
+bold "6. Summary (connector-milter report; without the cut, it goes on per connector)"
+"$BIN" report "$VERDICTS" | sed -n '1p;/^All connectors/,/^$/p'
 echo
 echo "Try it yourself: $BIN classify --config examples/connectors.yaml --client-ip 203.0.113.5 --from '<a@fabrikam.com>' --rcpt '<b@contoso.com>'"

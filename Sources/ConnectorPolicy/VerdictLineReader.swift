@@ -230,12 +230,20 @@ public enum VerdictLineReader {
 
     private static let identBytes = Array(ident.utf8)
     private static let verdictKey = Array("verdict=".utf8)
+    private static let priorityPrefixes = ["error: ", "warning: ", "notice: ", "info: ", "debug: "].map { Array($0.utf8) }
 
     // MARK: - The message
 
     private static func parseMessage(_ b: UnsafeBufferPointer<UInt8>, from start: Int, end: Int, time: TimeSlice?,
                                      host: Range<Int>?, complete: Bool, clock: inout LogClock,
                                      keys: inout [String]?) -> Line {
+        // `--log stderr` writes the priority first ("info: QUEUEID: verdict=..."): skip it.
+        var start = start
+        for word in priorityPrefixes where start + word.count <= end
+            && zip(b[start..<(start + word.count)], word).allSatisfy({ $0 == $1 }) {
+            start += word.count
+            break
+        }
         // `QUEUEID: verdict=`: the queue id is bare or, if the MTA gave an odd one, quoted.
         var i = start
         var queueID: String?
@@ -249,7 +257,7 @@ public enum VerdictLineReader {
             let id = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
             queueID = id == "NOQUEUE" ? nil : id
         }
-        guard i + 1 + verdictKey.count <= end, b[i] == UInt8(ascii: ":"), b[i + 1] == 0x20,
+        guard i + 2 + verdictKey.count <= end, b[i] == UInt8(ascii: ":"), b[i + 1] == 0x20,
               zip(b[(i + 2)..<(i + 2 + verdictKey.count)], verdictKey).allSatisfy({ $0 == $1 }) else { return .other }
         // From here on the line is ours and claims to be a verdict line: it parses, or it is malformed.
         if !complete { return .malformed("line longer than \(maximumLineLength) bytes, cut") }

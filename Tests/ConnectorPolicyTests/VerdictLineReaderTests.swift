@@ -43,6 +43,8 @@ final class VerdictLineReaderTests: XCTestCase {
              "2026-11-29T01:02:03Z", "mx1"),
             ("bare message, as classify prints it", Self.message, nil, nil),
             ("CRLF line ending", "Nov 29 01:02:03 mx1 connector-milter[123]: " + Self.message + "\r", "2026-11-29T01:02:03Z", "mx1"),
+            ("--log stderr, with the priority", "2026-11-29T01:02:03.035Z connector-milter[123]: info: " + Self.message,
+             "2026-11-29T01:02:03Z", nil),
         ]
         let clock = LogClock(now: Self.now, timeZone: Self.utc)
         for c in cases {
@@ -64,6 +66,11 @@ final class VerdictLineReaderTests: XCTestCase {
             ("an empty line", ""),
             ("a line of spaces", "   "),
             ("a date and nothing else", "Nov 29 01:02:03"),
+            // Short lines whose first word ends in ": " once read past their end.
+            ("a short message after a word and a colon", "Nov 29 01:02:03 mx1 connector-milter[123]: info: x"),
+            ("--log stderr, another message", "2026-11-29T01:28:51.035Z connector-milter[1]: info: supervisor 1 started worker 2"),
+            ("a word, a colon and a space at the very end", "connector-milter[1]: a: "),
+            ("seven bytes after the first colon, one short of verdict=", "connector-milter[1]: a: 1234567"),
             ("RFC 5424 from another program", "<22>1 2026-11-29T01:02:03Z mx1 postfix 1 - - " + Self.message),
         ]
         for (name, line) in cases {
