@@ -1,7 +1,7 @@
 # connector-milter: the commands README.md names.
 SWIFT ?= swift
 
-.PHONY: build test bench bench-throughput demo clean
+.PHONY: build test bench bench-throughput bench-maps demo clean
 
 build:
 	$(SWIFT) build
@@ -26,3 +26,8 @@ bench-throughput:
 	.build/release/policy-bench --emit-policy 1000 > /tmp/connector-bench-policy.yaml
 	CONNECTOR_MILTER_BIN=$(CURDIR)/.build/release/connector-milter BENCH_FROM=someone@example.org BENCH_TO=user@contoso.com \
 		bash bench/throughput.sh /tmp/connector-bench-policy.yaml
+
+# socketmap lookups over the unix socket, 10 and 10,000 outbound connectors.
+bench-maps:
+	$(SWIFT) build -c release -Xswiftc -enable-testing --build-tests
+	CONNECTOR_BENCH=1 $(SWIFT) test -c release -Xswiftc -enable-testing --skip-build --filter MapsServerBenchmark

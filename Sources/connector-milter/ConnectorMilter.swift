@@ -10,7 +10,7 @@ struct ConnectorMilter: ParsableCommand {
         The policy file (default \(defaultPolicyPath)) describes the organization's accepted \
         domains and its connectors; see README.md and SPEC.md.
         """,
-        subcommands: [Run.self, Check.self, Classify.self]
+        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self]
     )
 }
 

@@ -40,7 +40,8 @@ struct Run: ParsableCommand {
     var socket: String
 
     @Option(name: .customLong("maps-socket"),
-            help: ArgumentHelp("The Postfix socketmap endpoint (not yet supported).", valueName: "spec"))
+            help: ArgumentHelp("Also serve the outbound connectors as Postfix socketmap tables (tls-policy, transport) "
+                               + "here: unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
     var mapsSocket: String?
 
     @Option(help: ArgumentHelp("Run as this user after creating the socket (needs root).", valueName: "user"))
@@ -63,10 +64,19 @@ struct Run: ParsableCommand {
     var worker = false
 
     func validate() throws {
+        let milterSocket: SocketSpec
         do {
-            _ = try SocketSpec(parsing: socket, relativeTo: currentDirectory())
+            milterSocket = try SocketSpec(parsing: socket, relativeTo: currentDirectory())
         } catch {
             throw ValidationError(error.description)
+        }
+        if let mapsSocket {
+            do {
+                let maps = try SocketSpec(parsing: mapsSocket, relativeTo: currentDirectory())
+                if maps == milterSocket { throw ValidationError("--maps-socket must differ from --socket") }
+            } catch let error as SocketSpecError {
+                throw ValidationError("--maps-socket: \(error.description)")
+            }
         }
         if log == .stderr && !foreground && !worker {
             throw ValidationError("--log stderr needs --foreground: a detached daemon has no terminal")
@@ -83,10 +93,6 @@ struct Run: ParsableCommand {
         // First, before anything can start a thread: every thread inherits this mask.
         Supervisor.blockSignals()
 
-        if mapsSocket != nil {
-            writeStderr("--maps-socket is not yet supported")
-            throw Sysexit.usage.exitCode
-        }
         let options: DaemonOptions
         do {
             options = try DaemonOptions(self)
@@ -104,6 +110,8 @@ struct Run: ParsableCommand {
 struct DaemonOptions: Sendable {
     var configPath: String
     var socket: SocketSpec
+    /// The socketmap endpoint (MapsServer), if any.
+    var mapsSocket: SocketSpec?
     var user: String?
     var group: String?
     var identity: Identity
@@ -118,6 +126,13 @@ struct DaemonOptions: Sendable {
             socket = try SocketSpec(parsing: run.socket, relativeTo: directory)
         } catch {
             throw DaemonError(.usage, error.description)
+        }
+        if let text = run.mapsSocket {
+            do {
+                mapsSocket = try SocketSpec(parsing: text, relativeTo: directory)
+            } catch {
+                throw DaemonError(.usage, "--maps-socket: \(error.description)")
+            }
         }
         user = run.user
         group = run.group
@@ -139,6 +154,7 @@ struct DaemonOptions: Sendable {
     var workerArguments: [String] {
         var arguments = [CommandLine.arguments.first ?? "connector-milter", Run.configuration.commandName ?? "run",
                          "--config", configPath, "--socket", socket.libmilterSpec, "--log", log.rawValue]
+        if let mapsSocket { arguments += ["--maps-socket", mapsSocket.libmilterSpec] }
         if let user { arguments += ["--user", user] }
         if let group { arguments += ["--group", group] }
         if foreground { arguments.append("--foreground") }

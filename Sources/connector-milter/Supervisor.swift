@@ -56,7 +56,7 @@ enum Supervisor {
 
         // Refuse to replace a live daemon's socket; a dead one's is left for the worker
         // (smfi_opensocket(true) removes it).
-        if let path = options.socket.unixPath {
+        for path in [options.socket.unixPath, options.mapsSocket?.unixPath].compactMap({ $0 }) {
             do { try checkNoLiveSocket(at: path) } catch { return fail(error) }
         }
         if let pidfile = options.pidfile {
@@ -66,7 +66,7 @@ enum Supervisor {
             if let pidfile = options.pidfile { unlink(pidfile) }
             // The worker cannot remove its socket once it is no longer root (libmilter tries);
             // no worker is alive now, so the socket is ours to remove.
-            if let path = options.socket.unixPath { removeSocket(at: path) }
+            for path in [options.socket.unixPath, options.mapsSocket?.unixPath].compactMap({ $0 }) { removeSocket(at: path) }
             return code
         }
 
@@ -291,7 +291,7 @@ enum Supervisor {
             }
         }
         if connected == 0 {
-            throw DaemonError(.cantCreate, "another milter is already listening on \(path); not starting a second one")
+            throw DaemonError(.cantCreate, "another daemon is already listening on \(path); not starting a second one")
         }
         switch errno {
         case ECONNREFUSED:

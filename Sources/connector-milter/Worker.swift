@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ConnectorPolicy
 import Milter
 
 /// What the policy engine brings to the worker (see the plug-in point in RunCommand.swift).
@@ -50,6 +51,13 @@ enum Worker {
             throw DaemonError(.software, "cannot register with libmilter: \(error)")
         }
 
+        // The maps socket first: once the milter socket exists (what tests and admins watch
+        // for), so does this one.
+        var mapsListener: Int32?
+        if let maps = options.mapsSocket {
+            if let path = maps.unixPath { try checkSocketDirectory(of: path) }
+            mapsListener = try MapsServer.listen(on: maps, identity: options.identity)
+        }
         if let path = options.socket.unixPath {
             try checkSocketDirectory(of: path)
             // Born 0660 (libmilter never chmods; the umask decides), so there is no moment
@@ -76,6 +84,11 @@ enum Worker {
         }
         factory.target = plugIn.makeFactory(store, log)
         try startThread { reloadOnSignal(store: store, path: options.configPath, plugIn: plugIn, log: log) }
+        if let mapsListener, let spec = options.mapsSocket {
+            let server = MapsServer(listener: mapsListener, policy: { store.current }, log: log)
+            try startThread { server.run() }
+            log.log(.notice, "serving the socketmap tables \(OutboundMapName.allCases.map(\.rawValue).joined(separator: ", ")) on \(spec)")
+        }
 
         reportReadiness()
         if !options.foreground { detachStandardStreams() }

@@ -1,0 +1,342 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ConnectorPolicy
+
+// The Postfix socketmap endpoint (`run --maps-socket`, SPEC section 4): Postfix's smtp(8)
+// asks `tls-policy` for smtp_tls_policy_maps and trivial-rewrite(8) asks `transport` for
+// transport_maps; the answers come from OutboundMaps over the policy in force, so a reload
+// changes them at the next lookup.
+//
+// Protocol (socketmap_table(5)): one netstring per request, `NAME KEY`; one netstring per
+// reply, `OK DATA`, `NOTFOUND `, `TEMP REASON`, `TIMEOUT REASON` or `PERM REASON`. Postfix
+// keeps a connection open for many lookups (closing it after 10 s idle or 100 s in all) and
+// reconnects once when a connection breaks, so a server may close at any time between replies.
+//
+// One thread serves every connection with poll(2): a lookup costs microseconds, so there is
+// nothing to wait for but the peers, and one thread bounds what any number of them can cost.
+
+/// Netstrings (D. J. Bernstein): `LENGTH:BYTES,` with LENGTH in decimal.
+enum Netstring {
+    enum Parsed: Equatable {
+        /// A whole netstring: its payload and how many bytes it took.
+        case complete(payload: [UInt8], consumed: Int)
+        /// More bytes are needed.
+        case incomplete
+        /// Not a netstring, or longer than allowed: answer with an error and close.
+        case malformed(String)
+        case tooLong(Int)
+    }
+
+    static func encode(_ payload: some Collection<UInt8>) -> [UInt8] {
+        Array("\(payload.count):".utf8) + payload + [UInt8(ascii: ",")]
+    }
+
+    /// Parses the netstring at the start of `buffer`, refusing a payload above `limit` bytes
+    /// as soon as its length is read, before any of it is buffered.
+    static func parse(_ buffer: ArraySlice<UInt8>, limit: Int) -> Parsed {
+        let maximumDigits = String(limit).utf8.count
+        var length = 0
+        var digits = 0
+        var index = buffer.startIndex
+        while index < buffer.endIndex {
+            let byte = buffer[index]
+            if byte == UInt8(ascii: ":") { break }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else {
+                return .malformed("a netstring starts with its length in decimal digits")
+            }
+            digits += 1
+            guard digits <= maximumDigits else { return .tooLong(length) }
+            length = length * 10 + Int(byte - UInt8(ascii: "0"))
+            index += 1
+        }
+        if index == buffer.endIndex { return .incomplete }
+        guard digits > 0 else { return .malformed("a netstring starts with its length in decimal digits") }
+        guard length <= limit else { return .tooLong(length) }
+        let payloadStart = index + 1
+        let end = payloadStart + length  // the ','
+        guard end < buffer.endIndex else { return .incomplete }
+        guard buffer[end] == UInt8(ascii: ",") else { return .malformed("a netstring ends with \",\" after its length") }
+        return .complete(payload: Array(buffer[payloadStart..<end]), consumed: end + 1 - buffer.startIndex)
+    }
+}
+
+/// What the socketmap answers, without the sockets.
+enum Socketmap {
+    /// The answer to one request payload (`NAME KEY`), as the reply payload.
+    static func reply(to request: [UInt8], maps: OutboundMaps) -> String {
+        guard let space = request.firstIndex(of: UInt8(ascii: " ")) else {
+            return "PERM malformed request: expected \"NAME KEY\""
+        }
+        let name = String(decoding: request[..<space], as: UTF8.self)
+        guard let map = OutboundMapName(rawValue: name) else {
+            let known = OutboundMapName.allCases.map(\.rawValue).joined(separator: ", ")
+            return "PERM unknown map \"\(printable(name))\" (this socket serves \(known))"
+        }
+        let key = String(decoding: request[(space + 1)...], as: UTF8.self)
+        guard let value = maps.lookup(map, key: key) else { return "NOTFOUND " }
+        return "OK " + value
+    }
+
+    /// A name from the peer, safe to echo in a reply or a log line.
+    static func printable(_ text: String) -> String {
+        String(text.unicodeScalars.prefix(64).map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" })
+    }
+}
+
+/// The socketmap server: one thread, one poll loop, any number of connections up to a limit.
+final class MapsServer: @unchecked Sendable {
+    /// Requests are a map name and a domain or an address: 10 KiB is far beyond any of them.
+    static let maximumRequestLength = 10 * 1024
+    /// Connections beyond this are closed at once; Postfix then defers the lookup's mail
+    /// ("table lookup failure") and retries, which is safe.
+    static let maximumConnections = 1000
+    /// Postfix drops its own connections after 100 s; an idle peer after this long is not Postfix.
+    static let idleTimeout = 300.0
+    /// Replies waiting for a slow reader; beyond this the server stops reading its requests.
+    static let maximumPendingOutput = 64 * 1024
+
+    private let listener: Int32
+    private let policy: @Sendable () -> PolicySet
+    private let log: LogSink
+    private var connections: [Connection] = []
+    private var cached: (set: PolicySet, maps: OutboundMaps)?
+    private var lastComplaint = 0.0
+
+    private final class Connection {
+        /// -1 once closed; the end of the round removes it.
+        var descriptor: Int32
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var closeWhenFlushed = false
+        var lastActive: Double
+        init(descriptor: Int32, now: Double) { self.descriptor = descriptor; lastActive = now }
+    }
+
+    /// `policy` is read at every lookup (PolicyStore.current), so a reload applies at once.
+    init(listener: Int32, policy: @escaping @Sendable () -> PolicySet, log: LogSink) {
+        self.listener = listener
+        self.policy = policy
+        self.log = log
+        _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Serves until the process ends.
+    func run() -> Never {
+        while true { serveOnce(timeout: 1000) }
+    }
+
+    /// One round of poll and the work it reports (tests drive the server with this too).
+    func serveOnce(timeout: Int32) {
+        var descriptors = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+        for connection in connections {
+            // A connection with replies still unsent is not read: a peer that writes
+            // without reading cannot make us buffer without bound.
+            let events = connection.output.isEmpty ? POLLIN : POLLOUT
+            descriptors.append(pollfd(fd: connection.descriptor, events: Int16(events), revents: 0))
+        }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
+        let now = Supervisor.now()
+        if ready > 0 {
+            for (index, polled) in descriptors.enumerated().dropFirst() where polled.revents != 0 {
+                let connection = connections[index - 1]
+                connection.lastActive = now
+                if polled.revents & Int16(POLLOUT) != 0 {
+                    flush(connection)
+                    if connection.output.isEmpty && !connection.closeWhenFlushed { process(connection) }
+                } else {
+                    receive(connection)
+                }
+            }
+            if descriptors[0].revents != 0 { acceptConnections(now: now) }
+        }
+        connections.removeAll { connection in
+            let idle = now - connection.lastActive > Self.idleTimeout
+            let done = connection.closeWhenFlushed && connection.output.isEmpty
+            guard idle || done || connection.descriptor < 0 else { return false }
+            drop(connection)
+            return true
+        }
+    }
+
+    private func acceptConnections(now: Double) {
+        while true {
+            // Glibc does not export accept4: accept, then set the flags (only this thread
+            // accepts, and the worker never execs, so close-on-exec is belt and braces).
+            let descriptor = accept(listener, nil, nil)
+            if descriptor >= 0 {
+                _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+            }
+            if descriptor < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK {
+                    complain(now: now, "maps socket: accept: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            guard connections.count < Self.maximumConnections else {
+                close(descriptor)
+                complain(now: now, "maps socket: \(Self.maximumConnections) connections open, refusing more")
+                continue
+            }
+            connections.append(Connection(descriptor: descriptor, now: now))
+        }
+    }
+
+    private func receive(_ connection: Connection) {
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        let count = buffer.withUnsafeMutableBytes { recv(connection.descriptor, $0.baseAddress, $0.count, 0) }
+        if count < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) { return }
+        guard count > 0 else {  // EOF or an error: the peer is gone, mid-request or not
+            drop(connection)
+            return
+        }
+        connection.input += buffer[..<count]
+        process(connection)
+    }
+
+    /// Answers every complete request in the input, in order, while the output is small.
+    private func process(_ connection: Connection) {
+        var consumed = 0
+        parsing: while !connection.closeWhenFlushed && connection.output.count < Self.maximumPendingOutput {
+            switch Netstring.parse(connection.input[consumed...], limit: Self.maximumRequestLength) {
+            case .complete(let payload, let length):
+                consumed += length
+                connection.output += Netstring.encode(Array(Socketmap.reply(to: payload, maps: currentMaps()).utf8))
+            case .incomplete:
+                break parsing
+            case .malformed(let reason):
+                refuse(connection, "PERM malformed request: \(reason)")
+            case .tooLong:
+                refuse(connection, "PERM request longer than \(Self.maximumRequestLength) bytes")
+            }
+        }
+        if connection.closeWhenFlushed {
+            connection.input.removeAll()
+        } else {
+            connection.input.removeFirst(consumed)
+        }
+        flush(connection)
+    }
+
+    /// A protocol error: say why, then close (the stream cannot be resynchronized).
+    private func refuse(_ connection: Connection, _ reply: String) {
+        connection.output += Netstring.encode(Array(reply.utf8))
+        connection.closeWhenFlushed = true
+        complain(now: Supervisor.now(), "maps socket: \(reply.dropFirst(5)); closing the connection")
+    }
+
+    private func flush(_ connection: Connection) {
+        guard connection.descriptor >= 0 else { return }
+        while !connection.output.isEmpty {
+            // MSG_NOSIGNAL: a peer that hung up must not raise SIGPIPE, which kills the worker.
+            let sent = connection.output.withUnsafeBytes {
+                send(connection.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
+            if sent < 0 && errno == EINTR { continue }
+            if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            guard sent > 0 else {
+                drop(connection)
+                return
+            }
+            connection.output.removeFirst(sent)
+        }
+    }
+
+    private func drop(_ connection: Connection) {
+        if connection.descriptor >= 0 { close(connection.descriptor) }
+        connection.descriptor = -1
+        connection.output.removeAll()
+    }
+
+    /// The maps of the policy in force, rebuilt once per reload.
+    private func currentMaps() -> OutboundMaps {
+        let set = policy()
+        if let cached, cached.set === set { return cached.maps }
+        let maps = OutboundMaps(set)
+        cached = (set, maps)
+        return maps
+    }
+
+    /// At most one line a second: a misbehaving peer must not flood the log.
+    private func complain(now: Double, _ message: String) {
+        guard now - lastComplaint >= 1 else { return }
+        lastComplaint = now
+        log.log(.warning, message)
+    }
+
+    // MARK: - The listening socket
+
+    /// Creates the listening socket, before privileges are dropped: a unix socket is born
+    /// 0660 and given to --user/--group like the milter socket, so the MTA's group connects
+    /// and nobody else does. The supervisor has proved any socket file at the path dead.
+    static func listen(on spec: SocketSpec, identity: Identity) throws(DaemonError) -> Int32 {
+        switch spec {
+        case .unix(let path):
+            var info = stat()
+            if lstat(path, &info) == 0 {
+                guard info.st_mode & S_IFMT == S_IFSOCK else {
+                    throw DaemonError(.cantCreate, "\(path) exists and is not a socket; not replacing it")
+                }
+                unlink(path)
+            }
+            let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard descriptor >= 0 else { throw DaemonError.system(.osError, "socket") }
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+                for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
+            }
+            let previous = umask(0o117)  // born 0660: never a moment when others could connect
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            umask(previous)
+            guard bound == 0 else {
+                let error = DaemonError.system(.cantCreate, "cannot create the maps socket \(path)")
+                close(descriptor)
+                throw error
+            }
+            do {
+                try identity.takeOwnership(ofSocket: path)
+            } catch {
+                close(descriptor)
+                throw error
+            }
+            return try startListening(descriptor, spec)
+        case .inet(let port, let host), .inet6(let port, let host):
+            var hints = addrinfo()
+            hints.ai_family = { if case .inet = spec { AF_INET } else { AF_INET6 } }()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+            var result: UnsafeMutablePointer<addrinfo>?
+            let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            guard getaddrinfo(bare, String(port), &hints, &result) == 0, let info = result else {
+                throw DaemonError(.usage, "cannot resolve the maps socket address \(host)")
+            }
+            defer { freeaddrinfo(result) }
+            let descriptor = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard descriptor >= 0 else { throw DaemonError.system(.osError, "socket") }
+            var on: Int32 = 1
+            setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+            guard bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+                let error = DaemonError.system(.cantCreate, "cannot listen on the maps socket \(spec)")
+                close(descriptor)
+                throw error
+            }
+            return try startListening(descriptor, spec)
+        }
+    }
+
+    private static func startListening(_ descriptor: Int32, _ spec: SocketSpec) throws(DaemonError) -> Int32 {
+        guard Glibc.listen(descriptor, 128) == 0 else {
+            let error = DaemonError.system(.cantCreate, "cannot listen on the maps socket \(spec)")
+            close(descriptor)
+            throw error
+        }
+        return descriptor
+    }
+}
