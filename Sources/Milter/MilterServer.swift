@@ -1,4 +1,5 @@
 import CMilter
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -70,6 +71,9 @@ public enum MilterServer {
     public static func stop() {
         _ = smfi_stop()
     }
+
+    /// SMTP connections the milter is serving now.
+    public static var openSessions: Int { SessionBox.open.load(ordering: .relaxed) }
 
     /// The libmilter version linked in, "8.17.1" style.
     public static var libraryVersion: String {
@@ -341,9 +345,17 @@ final class SessionBox {
     /// A header refusal waiting for end of message (see MilterServer.header).
     var deferredResponse: MilterResponse?
 
+    /// Connections between xxfi_connect and xxfi_close, for a stop that lets them finish.
+    static let open = Atomic<Int>(0)
+
     init(session: MilterSession, context: LibmilterContext) {
         self.session = session
         self.context = context
+        SessionBox.open.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        SessionBox.open.subtract(1, ordering: .relaxed)
     }
 }
 

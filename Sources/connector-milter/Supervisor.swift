@@ -11,7 +11,9 @@ import Glibc
 enum Supervisor {
     /// Blocked before any thread exists, in both processes (the worker inherits the mask
     /// through posix_spawn); then only sigwait sees them.
-    static let handledSignals: [Int32] = [SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGCHLD]
+    /// SIGUSR2 is the supervisor's "stop" to the worker: libmilter's own SIGTERM handling
+    /// neither waits for open sessions nor returns sooner than about 5 s.
+    static let handledSignals: [Int32] = [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGCHLD]
 
     static var handledSet: sigset_t {
         var set = sigset_t()
@@ -233,9 +235,10 @@ enum Supervisor {
         return (pid, readEnd)
     }
 
-    /// SIGTERM, which libmilter's own signal thread takes as "stop"; SIGKILL if it lingers.
+    /// SIGUSR2: the worker stops taking connections, lets the open ones finish (for a
+    /// while) and exits; SIGKILL if it lingers.
     static func stopWorker(_ pid: pid_t, log: LogSink) {
-        kill(pid, SIGTERM)
+        kill(pid, SIGUSR2)
         let deadline = now() + stopTimeout
         var children = sigset_t()
         sigemptyset(&children)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ConnectorPolicy
 import Milter
+import Synchronization
 
 /// What the policy engine brings to the worker (see the plug-in point in RunCommand.swift).
 struct WorkerPlugIn: Sendable {
@@ -20,8 +21,9 @@ struct WorkerPlugIn: Sendable {
 /// supervisor on descriptor 3, and runs libmilter.
 ///
 /// Signals: it inherits the supervisor's blocked mask. libmilter sigwaits SIGHUP, SIGTERM
-/// and SIGINT in its own thread (and stops on them); SIGUSR1 stays blocked and one thread
-/// of ours sigwaits it to reload. The supervisor never forwards SIGHUP, only SIGUSR1.
+/// and SIGINT in its own thread (and stops on them); SIGUSR1 and SIGUSR2 stay blocked and one
+/// thread of ours sigwaits them: SIGUSR1 reloads, SIGUSR2 stops gracefully. The supervisor
+/// never forwards SIGHUP, only SIGUSR1, and stops the worker with SIGUSR2.
 enum Worker {
     /// The write end of the readiness pipe, placed here by the supervisor's posix_spawn.
     static let readinessDescriptor: Int32 = 3
@@ -117,15 +119,21 @@ enum Worker {
         }
     }
 
+    /// How long a stopping worker waits for open SMTP sessions to end.
+    static let stopGrace: Double = 20
+
     /// SIGUSR1 (the supervisor's forward of SIGHUP or SIGUSR1): reload, or keep the running
     /// policy and say why. Sessions in progress keep the policy they started with.
+    /// SIGUSR2 (the supervisor's SIGTERM or SIGINT): stop gracefully.
     private static func reloadOnSignal(store: PolicyStore, path: String, plugIn: WorkerPlugIn, log: LogSink) {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGUSR1)
+        sigaddset(&set, SIGUSR2)
         while true {
             var signal: Int32 = 0
             guard sigwait(&set, &signal) == 0 else { continue }
+            if signal == SIGUSR2 { stopGracefully(log: log) }
             do {
                 try store.reload()
                 log.log(.notice, "policy reloaded from \(path): \(plugIn.describePolicy(store))")
@@ -134,6 +142,26 @@ enum Worker {
                 for line in String(describing: error).split(separator: "\n") { log.log(.error, String(line)) }
             }
         }
+    }
+
+    /// Waits for the open SMTP sessions to end (at most `stopGrace` seconds: an MTA may keep
+    /// a connection for minutes) and exits. libmilter has no drain: smfi_stop, like its own
+    /// SIGTERM handling, drops the open sessions within its ~5 s poll interval, so it is not
+    /// called; connections that arrive meanwhile are served too. Sessions still open at the
+    /// deadline are cut, and Postfix tempfails them (milter_default_action): nothing is lost.
+    private static let stopping = Atomic<Bool>(false)
+
+    private static func stopGracefully(log: LogSink) -> Never {
+        stopping.store(true, ordering: .relaxed)
+        let deadline = Supervisor.now() + stopGrace
+        var open = MilterServer.openSessions
+        if open > 0 { log.log(.notice, "stopping: waiting up to \(Int(stopGrace)) s for \(open) open sessions") }
+        while open > 0 && Supervisor.now() < deadline {
+            usleep(50_000)
+            open = MilterServer.openSessions
+        }
+        log.log(.notice, open > 0 ? "stopped with \(open) sessions still open" : "stopped")
+        _exit(Sysexit.ok.rawValue)
     }
 
     private static func reportReadiness() {

@@ -250,6 +250,22 @@ final class PostfixMilterTests: LabTestCase {
         XCTAssertNotEqual(newWorker, worker)
     }
 
+    func test_sigterm_letsAnOpenSessionFinishThenStops() throws {
+        let lab = try lab()
+        let daemon = try XCTUnwrap(lab.daemon)
+        let open = try lab.openSMTP()
+        XCTAssertEqual(try open.send("EHLO client.lab.test").code, 250)
+        XCTAssertEqual(try open.send("MAIL FROM:<a@example.org>").code, 250)
+        daemon.signal(SIGTERM)
+        _ = try lab.waitForLog(matching: "stopping: waiting up to [0-9]+ s for 1 open sessions")
+        XCTAssertEqual(try open.send("RCPT TO:<x@example.net>").code, 550, "the stopping daemon still judges")
+        XCTAssertEqual(try open.send("RCPT TO:<user@contoso.com>").code, 250)
+        XCTAssertEqual(try open.sendData("Subject: during a stop\n\nHello.").code, 250, "the open session finishes")
+        open.quit()
+        XCTAssertEqual(daemon.waitForExit(timeout: 10), 0, "the daemon stops once its sessions are over")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lab.milterSocketPath), "the socket is removed")
+    }
+
     // MARK: - Helpers
 
     private func childProcesses(of parent: pid_t) -> [pid_t] {
