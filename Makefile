@@ -1,7 +1,7 @@
 # connector-milter: the commands README.md names.
 SWIFT ?= swift
 
-.PHONY: build test bench bench-throughput bench-maps demo clean
+.PHONY: build test bench bench-throughput bench-maps soak fuzz demo clean
 
 build:
 	$(SWIFT) build
@@ -31,3 +31,11 @@ bench-throughput:
 bench-maps:
 	$(SWIFT) build -c release -Xswiftc -enable-testing --build-tests
 	CONNECTOR_BENCH=1 $(SWIFT) test -c release -Xswiftc -enable-testing --skip-build --filter MapsServerBenchmark
+
+# Load and reload soak through a private Postfix: 90 s, 200 concurrent sessions.
+soak:
+	bash scripts/soak.sh 90 200
+
+# libFuzzer on every parser that reads outside data, 300 s per target.
+fuzz:
+	bash scripts/fuzz.sh 300

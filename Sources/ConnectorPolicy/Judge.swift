@@ -136,7 +136,9 @@ extension PolicySet {
     func attributeInbound(session: SessionFacts, from: EmailAddress, recipient: EmailAddress) -> InboundAttribution {
         let recipientAccepted = isAccepted(recipient.domain)
         let senderAccepted = !from.isNull && isAccepted(from.domain)
-        let certificate = session.isTLS ? session.verifiedCertificateName.map(DomainName.normalize) : nil
+        // Only a host name identifies: a CA may sign a CN like `x" y.contoso.com` or `*.contoso.com`,
+        // which would otherwise end in ".contoso.com" and match `*.contoso.com` (issue 7).
+        let certificate = session.isTLS ? session.verifiedCertificateName.flatMap { try? DomainName.validate($0).get() } : nil
 
         // 1. onPremises by certificate: originating, may relay anywhere.
         if let certificate, let index = onPremisesByCertificate.mostSpecific(certificate) {
@@ -264,7 +266,8 @@ extension PolicySet {
         guard inbound.requireTls || needsCertificate else { return nil }
         guard session.isTLS else { return .tlsRequired }
         if needsCertificate, let name = inbound.tlsSenderCertificateName {
-            guard let certificate = session.verifiedCertificateName.map(DomainName.normalize),
+            // A host name only, as in attributeInbound.
+            guard let certificate = session.verifiedCertificateName.flatMap({ try? DomainName.validate($0).get() }),
                   name.matches(certificate) else { return .certificateRequired }
         }
         return nil

@@ -30,7 +30,7 @@ public enum VerdictLine {
         line += " direction=" + decision.direction.rawValue
         line += " inbound=" + (decision.inbound.map { quoted($0.name) } ?? "none")
         line += " inbound_type=" + decision.inboundType.rawValue
-        line += " client=" + quoteIfNeeded(session.clientName + "[" + (session.clientAddress?.description ?? "unknown") + "]")
+        line += " client=" + quoteIfNeeded(clientValue(session))
         line += " tls=" + (session.tlsVersion.map { quoteIfNeeded($0) } ?? "none")
         line += " cert=" + (session.isTLS ? session.verifiedCertificateName.map { quoted($0) } ?? "none" : "none")
         line += " from=" + quoteIfNeeded("<" + from.address + ">")
@@ -42,6 +42,16 @@ public enum VerdictLine {
         // An empty login counts as none, as it does for the judge.
         line += " auth=" + (session.authenticatedUser.flatMap { $0.isEmpty ? nil : quoted($0) } ?? "none")
         return line
+    }
+
+    /// `NAME[IP]`, with an overlong NAME cut rather than the whole value, so `[IP]` survives.
+    static func clientValue(_ session: SessionFacts) -> String {
+        let address = "[" + (session.clientAddress?.description ?? "unknown") + "]"
+        let room = maximumValueLength - address.unicodeScalars.count - 3
+        guard session.clientName.unicodeScalars.count > room else { return session.clientName + address }
+        var name = String.UnicodeScalarView()
+        name.append(contentsOf: session.clientName.unicodeScalars.prefix(room))
+        return String(name) + "..." + address
     }
 
     /// The value as is when it is safe bare, else quoted and escaped.

@@ -21,7 +21,6 @@ public enum MilterServer {
         self.factory = factory
 
         var description = smfiDesc()
-        // smfi_register copies the name; this copy lives as long as the process anyway.
         description.xxfi_name = strdup(configuration.name)
         description.xxfi_version = SMFI_VERSION  // > 4, or libmilter never calls xxfi_negotiate
         description.xxfi_flags = configuration.actions.rawValue
@@ -35,7 +34,9 @@ public enum MilterServer {
         description.xxfi_close = closeCallback
         description.xxfi_negotiate = negotiateCallback
         // No eoh, body, unknown or data callbacks: negotiation asks the MTA not to send those.
-        guard smfi_register(description) == MI_SUCCESS else { throw MilterServerError.call("smfi_register") }
+        let registered = smfi_register(description)
+        free(description.xxfi_name)  // smfi_register copied it
+        guard registered == MI_SUCCESS else { throw MilterServerError.call("smfi_register") }
         if let timeout = configuration.timeout, smfi_settimeout(Int32(clamping: timeout)) != MI_SUCCESS {
             throw MilterServerError.call("smfi_settimeout")
         }
