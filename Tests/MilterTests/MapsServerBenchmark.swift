@@ -7,13 +7,17 @@ import Glibc
 
 /// `make bench-maps`: socketmap lookups per second over a real unix socket, one client asking
 /// one question at a time as a Postfix smtp(8) process does, against the server thread the
-/// daemon runs. Skipped unless CONNECTOR_BENCH=1 (it takes a few seconds).
+/// daemon runs. In `make test` it runs small (a few thousand lookups, checking that every
+/// answer over the socket is the one the maps give); CONNECTOR_BENCH=1 makes it the benchmark.
+/// It prints figures and asserts none: speed is measured, not asserted.
 final class MapsServerBenchmark: XCTestCase {
     func testLookupLatency() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["CONNECTOR_BENCH"] == "1", "set CONNECTOR_BENCH=1")
-        print(String(format: "baseline: a bare unix-socket round trip between two threads: %.1f µs", try echoRoundTrip() * 1e6))
-        for connectors in [10, 10_000] {
-            let (perLookup, answering, lookups) = try measure(connectors: connectors, lookups: 100_000)
+        let full = ProcessInfo.processInfo.environment["CONNECTOR_BENCH"] == "1"
+        let rounds = full ? 100_000 : 2_000
+        print(String(format: "baseline: a bare unix-socket round trip between two threads: %.1f µs",
+                     try echoRoundTrip(rounds: rounds) * 1e6))
+        for connectors in full ? [10, 10_000] : [10, 500] {
+            let (perLookup, answering, lookups) = try measure(connectors: connectors, lookups: rounds)
             print(String(format: "maps socket: %5d outbound connectors, %d lookups: %.1f µs per lookup (%.0f lookups/s); "
                          + "answering alone: %.1f µs", connectors, lookups, perLookup * 1e6, 1 / perLookup, answering * 1e6))
         }
@@ -88,22 +92,26 @@ final class MapsServerBenchmark: XCTestCase {
             return Netstring.encode(Array(request.utf8))
         }
         var reply = [UInt8](repeating: 0, count: 4096)
-        func ask(_ request: [UInt8]) {
+        @discardableResult
+        func ask(_ request: [UInt8]) -> [UInt8]? {
             _ = send(descriptor, request, request.count, 0)
             var have = 0
             // Read until the reply netstring is whole (length prefix, payload, ',').
             while true {
                 let got = reply.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress! + have, $0.count - have, 0) }
-                guard got > 0 else { return }
+                guard got > 0 else { return nil }
                 have += got
-                if case .complete = Netstring.parse(reply[..<have], limit: 100_000) { return }
+                if case .complete(let payload, _) = Netstring.parse(reply[..<have], limit: 100_000) { return payload }
             }
         }
-        for request in requests.prefix(100) { ask(request) }  // warm up (builds the maps)
         let maps = OutboundMaps(set)
         let payloads = requests.map { request -> [UInt8] in
             guard case .complete(let payload, _) = Netstring.parse(request[...], limit: 100_000) else { return [] }
             return payload
+        }
+        // Every answer over the socket is the one the maps give (this also warms the server up).
+        for (request, payload) in zip(requests, payloads) {
+            XCTAssertEqual(ask(request).map { String(decoding: $0, as: UTF8.self) }, Socketmap.reply(to: payload, maps: maps))
         }
         let computeStart = Supervisor.now()
         for n in 0..<lookups { _ = Socketmap.reply(to: payloads[n % payloads.count], maps: maps) }
