@@ -36,10 +36,11 @@ let package = Package(
         // libFuzzer targets (issue 7): scripts/fuzz.sh builds them with -sanitize=fuzzer and
         // -DFUZZING; a plain build only checks that they compile. FuzzAddresses and
         // FuzzSocketmap compile some of the daemon's own files through symbolic links.
-        .executableTarget(name: "FuzzPolicyParser", dependencies: ["ConnectorPolicy"]),
-        .executableTarget(name: "FuzzVerdictLineReader", dependencies: ["ConnectorPolicy"]),
-        .executableTarget(name: "FuzzAddresses", dependencies: ["ConnectorPolicy", "Milter"]),
-        .executableTarget(name: "FuzzSocketmap", dependencies: ["ConnectorPolicy"]),
+        .target(name: "FuzzDriver"),
+        .executableTarget(name: "FuzzPolicyParser", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
+        .executableTarget(name: "FuzzVerdictLineReader", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
+        .executableTarget(name: "FuzzAddresses", dependencies: ["ConnectorPolicy", "Milter", "FuzzDriver"]),
+        .executableTarget(name: "FuzzSocketmap", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
         .testTarget(name: "ConnectorPolicyTests", dependencies: ["ConnectorPolicy"]),
         .testTarget(name: "MilterTests", dependencies: ["Milter", "connector-milter", "ConnectorPolicy"]),
         .testTarget(name: "EndToEndTests", dependencies: ["connector-milter"], exclude: ["Fixtures"]),

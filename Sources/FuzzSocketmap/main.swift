@@ -5,24 +5,10 @@
 // parses back; every reply is one printable line, short enough for a netstring.
 
 import ConnectorPolicy
+import FuzzDriver
 import Glibc
 
-// The entry point. SwiftPM renames an executable's entry to `FuzzSocketmap_main` and links it with
-// `--defsym main=FuzzSocketmap_main`, so libFuzzer's own main() is never used (and with
-// -parse-as-library there is no entry at all: "undefined symbol 'FuzzSocketmap_main'"). Under
-// scripts/fuzz.sh (-DFUZZING) the entry hands over to libFuzzer's driver; a plain build
-// only says how to run it.
-#if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func runLibFuzzer(_ argc: UnsafeMutablePointer<CInt>,
-                  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                  _ test: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-var fuzzArgc = CommandLine.argc
-var fuzzArgv = CommandLine.unsafeArgv
-exit(runLibFuzzer(&fuzzArgc, &fuzzArgv, fuzzSocketmap))
-#else
-print("FuzzSocketmap: a libFuzzer target; run it with scripts/fuzz.sh")
-#endif
+runFuzzer("FuzzSocketmap", fuzzSocketmap)
 
 
 @_cdecl("LLVMFuzzerTestOneInput")
