@@ -88,10 +88,12 @@ public enum OutboundExport {
         var mailertable = Table(set)
         var ports = Set<Int>()
 
-        // Sendmail looks TLS_Rcpt:domain up for the domain and its parents, so one entry per
-        // domain covers both `x` and `.x` of the Postfix tables.
+        // Sendmail looks TLS_Rcpt:domain up for the domain and then its parents (tls_rcpt,
+        // ruleset D), then the empty key TLS_Rcpt: (the default), so one entry per domain
+        // covers both `x` and `.x` of the Postfix tables.
         var accessDomains: [String: String] = [:]
-        for (key, connector) in keys.entries(maps) {
+        let entries = keys.entries(maps)
+        for (key, connector) in entries {
             guard let connector else { continue }
             let domain = key.hasPrefix(".") ? String(key.dropFirst()) : key
             if let value = sendmailTLS(of: connector, notes: &access) {
@@ -105,12 +107,49 @@ public enum OutboundExport {
                     access.add("TLS_Rcpt:" + domain, value, connector)
                 }
             }
-            if let value = mailer(of: connector, ports: &ports, notes: &mailertable) {
+        }
+        let defaultTLS = keys.any.flatMap { sendmailTLS(of: $0, notes: &access) }
+        // A connector without TLS settings under a domain (or a `*`) that has them: Sendmail
+        // would apply the parent's (or the default) requirement. `OK` (no requirement,
+        // TLS_connection's "some other value") stops that when the domain and all its
+        // subdomains want no TLS; otherwise a note says what Sendmail does.
+        for (key, connector) in entries {
+            guard let connector, sendmailTLS(of: connector, notes: &access) == nil else { continue }
+            let domain = key.hasPrefix(".") ? String(key.dropFirst()) : key
+            if let own = accessDomains[domain] {
+                if own != "OK" {
+                    access.note("\(key): connector \"\(connector.name)\" sets no TLS, but Sendmail applies "
+                                + "TLS_Rcpt:\(domain) (\(own)) to it", connector)
+                }
+                continue
+            }
+            guard let (from, inherited) = Self.inheritedTLS(domain, accessDomains, defaultTLS) else { continue }
+            let exact = keys.contains(domain) ? maps.policySet.outboundConnector(for: domain) : nil
+            let below = maps.connector(forUnnamedSubdomainsOf: domain)
+            let noTLS = { (c: Connector?) in c == nil || c?.tlsSettings == nil }
+            if noTLS(exact), noTLS(below) {
+                accessDomains[domain] = "OK"
+                access.add("TLS_Rcpt:" + domain, "OK", connector)
+            } else {
+                access.note("\(key): connector \"\(connector.name)\" sets no TLS, but Sendmail applies "
+                            + "\(from) (\(inherited)) to it", connector)
+            }
+        }
+        // Mailertable: an exact key is only that domain, `.x` is x's subdomains, `.` is
+        // every other domain (ruleset 90). A connector without smart hosts (delivery by MX)
+        // under a `.parent` or `.` entry gets `esmtp:%0` (the looked-up domain itself; for a
+        // `.x` key %1%0 rebuilds the recipient domain), or the parent's hosts would take it.
+        for (key, connector) in entries {
+            if let connector, let value = mailer(of: connector, ports: &ports, notes: &mailertable) {
                 mailertable.add(key, value, connector)
+            } else if let connector,
+                      keys.nearestParentValue(of: key, maps, { $0.smartHosts.isEmpty ? nil : "routed" }) != nil
+                        || !(keys.any?.smartHosts.isEmpty ?? true) {
+                mailertable.add(key, key.hasPrefix(".") ? "esmtp:%1%0" : "esmtp:%0", connector)
             }
         }
         if let any = keys.any {
-            if let value = sendmailTLS(of: any, notes: &access) {
+            if let value = defaultTLS {
                 access.note("every other domain (\"*\"): the empty TLS_Rcpt: key is Sendmail's default entry", any)
                 access.add("TLS_Rcpt:", value, any)
             }
@@ -159,6 +198,17 @@ public enum OutboundExport {
             ExportedFile(name: "mailertable", contents: header("mailertable", "smart hosts") + mailertable.text()),
             ExportedFile(name: "sendmail.mc.snippet", contents: mc),
         ]
+    }
+
+    /// The TLS_Rcpt: entry Sendmail would apply to `domain` if it had none: its nearest
+    /// parent's, else the default (`TLS_Rcpt:`).
+    static func inheritedTLS(_ domain: String, _ entries: [String: String], _ defaultValue: String?) -> (String, String)? {
+        var name = Substring(domain)
+        while let dot = name.firstIndex(of: ".") {
+            name = name[name.index(after: dot)...]
+            if let value = entries[String(name)] { return ("TLS_Rcpt:" + name, value) }
+        }
+        return defaultValue.map { ("TLS_Rcpt: (the default)", $0) }
     }
 
     /// Sendmail's access-map requirement for a connector's tlsSettings: `ENCR:128` (TLS with

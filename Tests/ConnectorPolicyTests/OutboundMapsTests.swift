@@ -192,6 +192,55 @@ final class OutboundMapsTests: XCTestCase {
         XCTAssertEqual(mailertable["tailspin.example"], "esmtp:[198.51.100.7]")
         XCTAssertEqual(mailertable[".contoso.net"], "esmtp:[192.0.2.25]")
         XCTAssertTrue(files[2].contents.contains("FEATURE(`mailertable')dnl"))
+        // sales.woodgrove.example wants no TLS, but its subdomains are Woodgrove's (VERIFY):
+        // no entry can say both, so Sendmail's inheritance of TLS_Rcpt:woodgrove.example is noted.
+        XCTAssertNil(access["TLS_Rcpt:sales.woodgrove.example"])
+        XCTAssertTrue(files[0].contents.contains("sales.woodgrove.example: connector \"Woodgrove sales, no TLS setting\" "
+                                                 + "sets no TLS, but Sendmail applies TLS_Rcpt:woodgrove.example (VERIFY)"),
+                      files[0].contents)
+        XCTAssertNil(mailertable["sales.woodgrove.example"], "no parent routes it: nothing to override")
+    }
+
+    func testSendmailExportKeepsMXDeliveryAndNoTLSUnderARoutedOrTLSParent() throws {
+        let files = OutboundExport.sendmail(try compile("""
+            organization:
+              acceptedDomains: [contoso.com]
+            connectors:
+              - name: Tailspin
+                direction: outbound
+                type: partner
+                recipientDomains: ["*.tailspin.example"]
+                smartHosts: ["[192.0.2.26]"]
+                tlsSettings: encryptionOnly
+              - name: Tailspin sales
+                direction: outbound
+                type: partner
+                recipientDomains: ["*.sales.tailspin.example"]
+              - name: Direct
+                direction: outbound
+                type: partner
+                recipientDomains: [direct.example]
+              - name: Everything else
+                direction: outbound
+                type: partner
+                recipientDomains: ["*"]
+                smartHosts: ["[192.0.2.99]"]
+                tlsSettings: encryptionOnly
+            """), source: "t.yaml")
+        let access = entries(files[0].contents)
+        let mailertable = entries(files[1].contents)
+        // Ruleset 90: %0 is the key looked up, %1 what was stripped before a `.x` key.
+        XCTAssertEqual(mailertable["sales.tailspin.example"], "esmtp:%0")
+        XCTAssertEqual(mailertable[".sales.tailspin.example"], "esmtp:%1%0")
+        XCTAssertEqual(mailertable["direct.example"], "esmtp:%0", "else `.` would send it to the `*` smart host")
+        XCTAssertEqual(mailertable["."], "esmtp:[192.0.2.99]")
+        // OK: TLS_connection's "no requirement"; stops the walk to tailspin.example's ENCR:128.
+        XCTAssertEqual(access["TLS_Rcpt:sales.tailspin.example"], "OK")
+        XCTAssertEqual(access["TLS_Rcpt:"], "ENCR:128")
+        // direct.example's subdomains are "*"'s (ENCR:128): OK would weaken them, so a note.
+        XCTAssertNil(access["TLS_Rcpt:direct.example"])
+        XCTAssertTrue(files[0].contents.contains("direct.example: connector \"Direct\" sets no TLS, but Sendmail applies "
+                                                 + "TLS_Rcpt: (the default) (ENCR:128)"), files[0].contents)
     }
 
     func testSendmailExportDefinesAMailerPerSmartHostPort() throws {

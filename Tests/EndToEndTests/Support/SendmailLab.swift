@@ -227,6 +227,7 @@ final class SendmailLab: @unchecked Sendable {
         for (source, name, mode) in [(certificates.ca.certificatePath, "ca.crt", 0o644),
                                      (certificates.server.certificatePath, "server.crt", 0o644),
                                      (certificates.server.keyPath, "server.key", 0o600)] {
+            try? fm.removeItem(atPath: directory + "/certs/" + name)  // a second lab beside the same PostfixLab
             try fm.copyItem(atPath: source, toPath: directory + "/certs/" + name)
             chmod(directory + "/certs/" + name, mode_t(mode))
         }
