@@ -901,7 +901,7 @@ struct PolicyReader {
     }
 }
 
-/// `host`, `host:port`, `[address]`, `[address]:port`, `[host]` (a name whose MX is not looked up).
+/// `host`, `host:port`, `[address]`, `[address]:port`, `[host]`: all delivered to without an MX lookup.
 enum SmartHostSyntax {
     struct Failure: Error { let message: String }
 
@@ -938,7 +938,9 @@ enum SmartHostSyntax {
             return .success(SmartHost(host: address.description, isBracketed: true, port: port))
         }
         switch DomainName.validate(String(hostPart)) {
-        case .success(let name): return .success(SmartHost(host: name, isBracketed: bracketed, port: port))
+        // A smart host is delivered to by its address records, never through MX (EOP's smart
+        // hosts; SPEC section 4 writes them `smtp:[host]:port`): the brackets are implied.
+        case .success(let name): return .success(SmartHost(host: name, isBracketed: true, port: port))
         case .failure(let error):
             return .failure(Failure(message: bracketed ? "not an IP address or a domain name (\(error))" : "\(error)"))
         }

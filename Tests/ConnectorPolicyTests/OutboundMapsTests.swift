@@ -57,7 +57,8 @@ final class OutboundMapsTests: XCTestCase {
             ("keys compare without case and trailing dot", "FabriKam.COM.", "secure match=mx.fabrikam.com"),
             ("an exact recipient domain does not cover its subdomains", "sub.fabrikam.com", nil),
             ("a smart host next hop gets its connector's TLS", "[203.0.113.25]:2525", "secure match=mx.fabrikam.com"),
-            ("an unbracketed smart host name too", "mx1.fabrikam.com", "secure match=mx.fabrikam.com"),
+            ("a smart host name, bracketed as the transport writes it", "[mx1.fabrikam.com]", "secure match=mx.fabrikam.com"),
+            ("a smart host name is never an MX next hop", "mx1.fabrikam.com", nil),
             ("the same host on another port is another next hop", "[203.0.113.25]", nil),
             ("certificateValidation is verify, *.x covers x", "woodgrove.example", "verify"),
             ("certificateValidation is verify, *.x covers subdomains", "a.b.woodgrove.example", "verify"),
@@ -83,14 +84,14 @@ final class OutboundMapsTests: XCTestCase {
     func testTransportRoutesSmartHostConnectorsByFullAddress() throws {
         let maps = OutboundMaps(try compile(policyText))
         let cases: [(String, String, String?)] = [
-            ("smart hosts in order, as Postfix nexthops", "ap@fabrikam.com", "smtp:mx1.fabrikam.com, [203.0.113.25]:2525"),
-            ("address extension and case do not matter", "AP+x@Fabrikam.com", "smtp:mx1.fabrikam.com, [203.0.113.25]:2525"),
+            ("smart hosts in order, as Postfix nexthops", "ap@fabrikam.com", "smtp:[mx1.fabrikam.com], [203.0.113.25]:2525"),
+            ("address extension and case do not matter", "AP+x@Fabrikam.com", "smtp:[mx1.fabrikam.com], [203.0.113.25]:2525"),
             ("a quoted local part with @", "\"a@b\"@tailspin.example", "smtp:[198.51.100.7]"),
             ("allAcceptedDomains routes the accepted domains on-premises", "ceo@contoso.com", "smtp:[192.0.2.25]"),
             ("and their subdomains for a *.x accepted domain", "x@a.contoso.net", "smtp:[192.0.2.25]"),
             ("a connector using MX: Postfix routes", "x@woodgrove.example", nil),
             ("no connector: Postfix routes", "x@example.org", nil),
-            ("a bare domain key works too (postmap -q)", "fabrikam.com", "smtp:mx1.fabrikam.com, [203.0.113.25]:2525"),
+            ("a bare domain key works too (postmap -q)", "fabrikam.com", "smtp:[mx1.fabrikam.com], [203.0.113.25]:2525"),
             ("the wildcard key is never ours", "*", nil),
             ("a parent form is never ours", ".contoso.com", nil),
         ]
@@ -145,7 +146,7 @@ final class OutboundMapsTests: XCTestCase {
         XCTAssertEqual(tls[".contoso.net"], "secure match=contoso.com:.contoso.com")
         XCTAssertNil(tls["disabled.example"])
         let transport = entries(files[1].contents)
-        XCTAssertEqual(transport["fabrikam.com"], "smtp:mx1.fabrikam.com, [203.0.113.25]:2525")
+        XCTAssertEqual(transport["fabrikam.com"], "smtp:[mx1.fabrikam.com], [203.0.113.25]:2525")
         XCTAssertEqual(transport["contoso.com"], "smtp:[192.0.2.25]")
         XCTAssertEqual(transport[".contoso.net"], "smtp:[192.0.2.25]")
         XCTAssertNil(transport["woodgrove.example"])
@@ -187,7 +188,7 @@ final class OutboundMapsTests: XCTestCase {
         XCTAssertEqual(access["TLS_Srv:203.0.113.25"], "VERIFY+CN:mx.fabrikam.com")
         XCTAssertEqual(access["TLS_Srv:198.51.100.7"], "ENCR:128")
         let mailertable = entries(files[1].contents)
-        XCTAssertEqual(mailertable["fabrikam.com"], "esmtp:mx1.fabrikam.com")
+        XCTAssertEqual(mailertable["fabrikam.com"], "esmtp:[mx1.fabrikam.com]")
         XCTAssertTrue(files[1].contents.contains("left out: [203.0.113.25]:2525"), files[1].contents)
         XCTAssertEqual(mailertable["tailspin.example"], "esmtp:[198.51.100.7]")
         XCTAssertEqual(mailertable[".contoso.net"], "esmtp:[192.0.2.25]")

@@ -123,7 +123,7 @@ final class PolicyParserTests: XCTestCase {
 
         var toBank = Connector(name: "To Fabrikam Bank", direction: .outbound, type: .partner)
         toBank.recipientDomains = [.exact("fabrikam.com")]
-        toBank.smartHosts = [SmartHost(host: "mx1.fabrikam.com", isBracketed: false),
+        toBank.smartHosts = [SmartHost(host: "mx1.fabrikam.com", isBracketed: true),
                              SmartHost(host: "203.0.113.25", isBracketed: true, port: 2525)]
         toBank.useMXRecord = false
         toBank.tlsSettings = .domainValidation
@@ -245,8 +245,8 @@ final class PolicyParserTests: XCTestCase {
                 tlsSettings: certificateValidation
             """))
         XCTAssertEqual(c.smartHosts, [
-            SmartHost(host: "mx1.fabrikam.com", isBracketed: false),
-            SmartHost(host: "mx2.fabrikam.com", isBracketed: false, port: 2525),
+            SmartHost(host: "mx1.fabrikam.com", isBracketed: true),
+            SmartHost(host: "mx2.fabrikam.com", isBracketed: true, port: 2525),
             SmartHost(host: "203.0.113.25", isBracketed: true),
             SmartHost(host: "203.0.113.26", isBracketed: true, port: 2525),
             SmartHost(host: "2001:db8::25", isBracketed: true, port: 2525),
@@ -254,7 +254,8 @@ final class PolicyParserTests: XCTestCase {
             // A bare address has no MX records: it is read as the bracketed literal.
             SmartHost(host: "203.0.113.27", isBracketed: true),
         ])
-        XCTAssertEqual(c.smartHosts.map(\.description), ["mx1.fabrikam.com", "mx2.fabrikam.com:2525", "[203.0.113.25]",
+        // A smart host is never looked up by MX: a name is bracketed too.
+        XCTAssertEqual(c.smartHosts.map(\.description), ["[mx1.fabrikam.com]", "[mx2.fabrikam.com]:2525", "[203.0.113.25]",
             "[203.0.113.26]:2525", "[2001:db8::25]:2525", "[relay.fabrikam.com]", "[203.0.113.27]"])
         XCTAssertEqual(c.tlsSettings, .certificateValidation)
     }
