@@ -173,10 +173,19 @@ final class PostfixLab: @unchecked Sendable {
     }
 
     private func startPostfix() throws {
-        // What `postfix -c DIR start` does, minus its `postfix check` pass (1.8 s of chown
-        // and chmod over Postfix's file list): make the queue directories as post-install
-        // would, then run master -w, which returns once master is up and in the background.
-        // LabSmokeTests runs the full `postfix check` on this configuration once.
+        let pid = try Self.startMaster(directory: directory, configDirectory: configDirectory)
+        lock.withLock { masterPID = pid }
+        guard LabProcess.waitUntil(timeout: 10, { LabProcess.isListening(port: smtpPort) }) else {
+            throw LabError("Postfix does not listen on 127.0.0.1:\(smtpPort)")
+        }
+    }
+
+    /// Starts a private Postfix master for DIRECTORY/queue and returns its pid.
+    /// What `postfix -c DIR start` does, minus its `postfix check` pass (1.8 s of chown and
+    /// chmod over Postfix's file list): make the queue directories as post-install would, then
+    /// run master -w, which returns once master is up and in the background. LabSmokeTests runs
+    /// the full `postfix check` on the lab's configuration once.
+    static func startMaster(directory: String, configDirectory: String) throws -> pid_t {
         let queue = directory + "/queue"
         for name in ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
                      "private", "saved", "trace", "maildrop", "public", "pid"] {
@@ -184,22 +193,19 @@ final class PostfixLab: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
             switch name {
             case "pid": chmod(path, 0o755)
-            case "maildrop": try Self.chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o730)
-            case "public": try Self.chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o710)
-            default: try Self.chown(path, user: "postfix", group: "root"); chmod(path, 0o700)
+            case "maildrop": try chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o730)
+            case "public": try chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o710)
+            default: try chown(path, user: "postfix", group: "root"); chmod(path, 0o700)
             }
         }
-        let master = try Self.postfixDaemonDirectory(configDirectory: configDirectory) + "/master"
+        let master = try postfixDaemonDirectory(configDirectory: configDirectory) + "/master"
         try LabProcess.check([master, "-c", configDirectory, "-w"], timeout: 30)
         let pidFile = queue + "/pid/master.pid"
-        let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap {
-            pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8))
+            .flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            throw LabError("Postfix wrote no \(pidFile)")
         }
-        guard let pid else { throw LabError("Postfix wrote no \(pidFile)") }
-        lock.withLock { masterPID = pid }
-        guard LabProcess.waitUntil(timeout: 10, { LabProcess.isListening(port: smtpPort) }) else {
-            throw LabError("Postfix does not listen on 127.0.0.1:\(smtpPort)")
-        }
+        return pid
     }
 
     /// Where Postfix keeps master and its daemons (Debian: /usr/lib/postfix/sbin).
@@ -562,7 +568,7 @@ final class PostfixLab: @unchecked Sendable {
         return UInt(info.st_ino)
     }
 
-    private static func chown(_ path: String, user: String, group: String? = nil) throws {
+    static func chown(_ path: String, user: String, group: String? = nil) throws {
         guard let entry = getpwnam(user) else { throw LabError("no user \(user) on this machine (is postfix installed?)") }
         var gid = entry.pointee.pw_gid
         if let group {

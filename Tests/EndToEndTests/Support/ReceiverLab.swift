@@ -56,7 +56,7 @@ final class ReceiverLab: @unchecked Sendable {
         for sub in ["etc", "queue", "data", "log", "certs"] {
             try fm.createDirectory(atPath: directory + "/" + sub, withIntermediateDirectories: true)
         }
-        try Self.chown(directory + "/data", user: "postfix")
+        try PostfixLab.chown(directory + "/data", user: "postfix")
         _ = fm.createFile(atPath: directory + "/log/maillog", contents: nil)
 
         var ports: [Server: UInt16] = [:]
@@ -153,25 +153,7 @@ final class ReceiverLab: @unchecked Sendable {
     }
 
     private func startPostfix() throws {
-        let queue = directory + "/queue"
-        for name in ["active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
-                     "private", "saved", "trace", "maildrop", "public", "pid"] {
-            let path = queue + "/" + name
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            switch name {
-            case "pid": chmod(path, 0o755)
-            case "maildrop": try Self.chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o730)
-            case "public": try Self.chown(path, user: "postfix", group: "postdrop"); chmod(path, 0o710)
-            default: try Self.chown(path, user: "postfix", group: "root"); chmod(path, 0o700)
-            }
-        }
-        let master = try PostfixLab.postfixDaemonDirectory(configDirectory: configDirectory) + "/master"
-        try LabProcess.check([master, "-c", configDirectory, "-w"], timeout: 30)
-        let pidFile = queue + "/pid/master.pid"
-        guard let pid = (try? String(contentsOfFile: pidFile, encoding: .utf8))
-            .flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
-            throw LabError("Postfix wrote no \(pidFile)")
-        }
+        let pid = try PostfixLab.startMaster(directory: directory, configDirectory: configDirectory)
         masterPID = pid
         guard LabProcess.waitUntil(timeout: 10, { Server.allCases.allSatisfy { isListening(ports[$0]!) } }) else {
             throw LabError("the receiver does not listen on \(Self.address):\(ports.values.sorted())")
@@ -209,17 +191,5 @@ final class ReceiverLab: @unchecked Sendable {
     /// The receiver's log lines written by one of its servers (`receiver/good/smtpd[...]`).
     func lines(of server: Server) -> [String] {
         maillog().split(separator: "\n").map(String.init).filter { $0.contains(" receiver/\(server.rawValue)/") }
-    }
-
-    private static func chown(_ path: String, user: String, group: String? = nil) throws {
-        guard let entry = getpwnam(user) else { throw LabError("no user \(user) on this machine (is postfix installed?)") }
-        var gid = entry.pointee.pw_gid
-        if let group {
-            guard let groupEntry = getgrnam(group) else { throw LabError("no group \(group)") }
-            gid = groupEntry.pointee.gr_gid
-        }
-        guard Glibc.chown(path, entry.pointee.pw_uid, gid) == 0 else {
-            throw LabError("chown \(user) \(path): \(String(cString: strerror(errno)))")
-        }
     }
 }
