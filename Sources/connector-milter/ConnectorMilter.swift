@@ -10,11 +10,13 @@ struct ConnectorMilter: ParsableCommand {
         The policy file (default \(defaultPolicyPath)) describes the organization's accepted \
         domains and its connectors; see README.md and SPEC.md.
         """,
+        version: connectorMilterVersion,
         subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self]
     )
 }
 
 let defaultPolicyPath = "/etc/connector-milter/connectors.yaml"
+let connectorMilterVersion = "0.1.0"
 
 /// Writes one line to standard error (for messages a person reads, not verdicts).
 func printError(_ message: String) {
