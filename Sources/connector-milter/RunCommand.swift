@@ -29,7 +29,8 @@ struct Run: ParsableCommand {
             Without --foreground the daemon detaches and this command exits once the milter \
             listens (0) or with the reason it could not start: 64 usage, 73 socket or pidfile \
             cannot be created or another milter already listens, 77 cannot switch user, \
-            78 invalid policy. SIGHUP or SIGUSR1 reloads the policy; SIGTERM or SIGINT stops.
+            78 invalid policy. SIGHUP or SIGUSR1 reloads the policy (an invalid file keeps \
+            the running one); SIGTERM or SIGINT stops, letting open sessions finish (up to 20 s).
             """)
 
     @Option(help: ArgumentHelp("The policy file.", valueName: "file"))
