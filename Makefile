@@ -1,7 +1,7 @@
 # connector-milter: the commands README.md names.
 SWIFT ?= swift
 
-.PHONY: build test bench bench-throughput bench-maps soak fuzz demo clean
+.PHONY: build test bench bench-throughput bench-maps soak fuzz man demo clean
 
 build:
 	$(SWIFT) build
@@ -39,3 +39,8 @@ soak:
 # libFuzzer on every parser that reads outside data, 300 s per target.
 fuzz:
 	bash scripts/fuzz.sh 300
+
+# packaging/connector-milter.8, generated from the commands' own help (swift-argument-parser).
+man:
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --section 8 --date 2026-11-29 --authors "connector-milter developers"
+	cp .build/plugins/GenerateManual/outputs/connector-milter/connector-milter.8 packaging/connector-milter.8
