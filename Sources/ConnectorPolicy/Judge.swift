@@ -26,6 +26,14 @@ public struct SessionFacts: Sendable, Equatable {
     }
 
     public var isTLS: Bool { tlsVersion != nil }
+
+    /// The verified certificate's name when it can identify anyone: over TLS, and a host name
+    /// (lowercased). A CA may sign a CN like `x" y.contoso.com` or `*.contoso.com`, which would
+    /// otherwise end in ".contoso.com" and match `*.contoso.com`.
+    var certificateHostName: String? {
+        guard isTLS, let name = verifiedCertificateName else { return nil }
+        return try? DomainName.validate(name).get()
+    }
 }
 
 public enum MessageDirection: String, Sendable {
@@ -136,9 +144,7 @@ extension PolicySet {
     func attributeInbound(session: SessionFacts, from: EmailAddress, recipient: EmailAddress) -> InboundAttribution {
         let recipientAccepted = isAccepted(recipient.domain)
         let senderAccepted = !from.isNull && isAccepted(from.domain)
-        // Only a host name identifies: a CA may sign a CN like `x" y.contoso.com` or `*.contoso.com`,
-        // which would otherwise end in ".contoso.com" and match `*.contoso.com` (issue 7).
-        let certificate = session.isTLS ? session.verifiedCertificateName.flatMap { try? DomainName.validate($0).get() } : nil
+        let certificate = session.certificateHostName
 
         // 1. onPremises by certificate: originating, may relay anywhere.
         if let certificate, let index = onPremisesByCertificate.mostSpecific(certificate) {
@@ -266,9 +272,9 @@ extension PolicySet {
         guard inbound.requireTls || needsCertificate else { return nil }
         guard session.isTLS else { return .tlsRequired }
         if needsCertificate, let name = inbound.tlsSenderCertificateName {
-            // A host name only, as in attributeInbound.
-            guard let certificate = session.verifiedCertificateName.flatMap({ try? DomainName.validate($0).get() }),
-                  name.matches(certificate) else { return .certificateRequired }
+            guard let certificate = session.certificateHostName, name.matches(certificate) else {
+                return .certificateRequired
+            }
         }
         return nil
     }
