@@ -61,24 +61,6 @@ final class HostileSessionTests: XCTestCase {
         return client
     }
 
-    /// The one verdict line for this recipient (as written in the line, i.e. escaped), waiting for it.
-    private func verdict(_ lab: PostfixLab, containing needle: String, timeout: TimeInterval = 10) throws -> String {
-        var found: [String] = []
-        _ = waitFor(timeout: timeout) {
-            found = lab.verdictLines().filter { $0.contains(needle) }
-            return !found.isEmpty
-        }
-        XCTAssertLessThanOrEqual(found.count, 1, "more than one verdict line for \(needle): \(found)")
-        return try XCTUnwrap(found.first, "no verdict line containing \(needle); syslog:\n\(lab.syslogDump())")
-    }
-
-    private func record(_ line: String) throws -> VerdictRecord {
-        guard case .verdict(let record) = VerdictLineReader.parse(message: line) else {
-            throw LabError("not a readable verdict line: \(line)")
-        }
-        return record
-    }
-
     // MARK: - Oversized commands (10 KB)
 
     /// Postfix reads at most line_length_limit (2048) bytes of a command and drops the rest: a
@@ -100,7 +82,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<long-survivor@contoso.com>").code, 250, client.transcript)
         let queued = try client.sendData("Subject: after the long lines\n\nHello.")
         let queueID = try XCTUnwrap(queued.queueID, client.transcript)
-        let line = try verdict(lab, containing: "rcpt=<long-survivor@contoso.com>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<long-survivor@contoso.com>")
         XCTAssertTrue(line.hasPrefix("\(queueID): verdict=accept direction=incoming inbound=none"), line)
         XCTAssertEqual(lab.verdictLines().count, mark + 1)
     }
@@ -118,12 +100,12 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<long-local@contoso.com>").code, 250, client.transcript)
         let queueID = try XCTUnwrap(try client.sendData("Subject: long sender\n\nHello.").queueID, client.transcript)
 
-        let refused = try verdict(lab, containing: "verdict=reject reason=relay-denied direction=incoming inbound=none inbound_type=none client=localhost[127.0.0.1] tls=none cert=none from=\"<Lxxx")
+        let refused = try lab.uniqueVerdict(containing: "verdict=reject reason=relay-denied direction=incoming inbound=none inbound_type=none client=localhost[127.0.0.1] tls=none cert=none from=\"<Lxxx")
         XCTAssertTrue(refused.contains("xxx...\" rcpt=\"<Lxxx"), refused)
         XCTAssertTrue(refused.hasSuffix("xxx...\" outbound=none outbound_type=none mode=enforce auth=none"), refused)
-        let accepted = try verdict(lab, containing: "rcpt=<long-local@contoso.com>")
+        let accepted = try lab.uniqueVerdict(containing: "rcpt=<long-local@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept"), accepted)
-        let from = try record(accepted).from
+        let from = try verdictRecord(accepted).from
         XCTAssertTrue(from.contains("Lxxx") && from.unicodeScalars.count <= VerdictLine.maximumValueLength + 3, from)
     }
 
@@ -143,7 +125,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(lab.verdictLines().count, mark)
         XCTAssertEqual(try client.send("RCPT TO:<after-nul@contoso.com>").code, 250, client.transcript)
         XCTAssertNotNil(try client.sendData("Subject: after NUL\n\nHello.").queueID, client.transcript)
-        _ = try verdict(lab, containing: "rcpt=<after-nul@contoso.com>")
+        _ = try lab.uniqueVerdict(containing: "rcpt=<after-nul@contoso.com>")
     }
 
     /// A bare LF ends a command in Postfix: what follows it is a command of its own, not part
@@ -158,7 +140,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(first.text, "550 5.7.64 Relay access denied", client.transcript)
         // The reply to the second command is still in flight: NOOP collects it.
         XCTAssertEqual(try client.send("NOOP").code, 250, "the reply to RCPT TO:<lf-two@contoso.com>")
-        let line = try verdict(lab, containing: "rcpt=<lf-one@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<lf-one@far.example>")
         XCTAssertTrue(line.hasSuffix("rcpt=<lf-one@far.example> outbound=none outbound_type=none mode=enforce auth=none"), line)
     }
 
@@ -175,8 +157,8 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<quote-target@contoso.com>").code, 250, client.transcript)
         let queueID = try XCTUnwrap(try client.sendData("Subject: quotes\n\nHello.").queueID, client.transcript)
 
-        let refused = try verdict(lab, containing: #"mode=monitor reason=none"#)
-        let r = try record(refused)
+        let refused = try lab.uniqueVerdict(containing: #"mode=monitor reason=none"#)
+        let r = try verdictRecord(refused)
         XCTAssertEqual(r.verdict, .reject)
         XCTAssertEqual(r.mode, .enforce)
         XCTAssertEqual(r.reason, "relay-denied")
@@ -184,10 +166,10 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(r.from, fake)
         XCTAssertEqual(r.recipient, rcptFake)
 
-        let accepted = try verdict(lab, containing: "rcpt=<quote-target@contoso.com>")
+        let accepted = try lab.uniqueVerdict(containing: "rcpt=<quote-target@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept direction=incoming inbound=none inbound_type=none"), accepted)
-        XCTAssertEqual(try record(accepted).from, fake)
-        XCTAssertEqual(try record(accepted).inbound, nil)
+        XCTAssertEqual(try verdictRecord(accepted).from, fake)
+        XCTAssertEqual(try verdictRecord(accepted).inbound, nil)
     }
 
     // MARK: - Injection aimed at the stamped headers
@@ -213,7 +195,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(delivered.headerValues("X-Connector-Inbound"), ["none"], delivered.headerSection)
         XCTAssertEqual(delivered.headerValues("X-Connector-Direction"), ["incoming"], delivered.headerSection)
         XCTAssertFalse(delivered.raw.contains("folded onto"), delivered.headerSection)
-        _ = try verdict(lab, containing: "rcpt=<header-target@contoso.com>")
+        _ = try lab.uniqueVerdict(containing: "rcpt=<header-target@contoso.com>")
     }
 
     // MARK: - SMTPUTF8
@@ -226,17 +208,17 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<用户@contoso.com>").code, 250, client.transcript)
         XCTAssertEqual(try client.send("RCPT TO:<пользователь@почта.example>").text, "550 5.7.64 Relay access denied", client.transcript)
         let queueID = try XCTUnwrap(try client.sendData("Subject: utf8\n\nHello.").queueID, client.transcript)
-        let accepted = try verdict(lab, containing: "rcpt=<用户@contoso.com>")
+        let accepted = try lab.uniqueVerdict(containing: "rcpt=<用户@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept direction=incoming"), accepted)
         XCTAssertTrue(accepted.contains(" from=<δοκιμή@παράδειγμα.example> "), accepted)
-        _ = try verdict(lab, containing: "rcpt=<пользователь@почта.example>")
+        _ = try lab.uniqueVerdict(containing: "rcpt=<пользователь@почта.example>")
 
         // U+2028 (LINE SEPARATOR) and U+0085 (NEL) would start a new line in some log viewers.
         XCTAssertEqual(try client.send("MAIL FROM:<line\u{2028}sep\u{85}nel@example.org> SMTPUTF8").code, 250, client.transcript)
         XCTAssertEqual(try client.send("RCPT TO:<sep-target@far.example>").code, 550, client.transcript)
-        let line = try verdict(lab, containing: "rcpt=<sep-target@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<sep-target@far.example>")
         XCTAssertTrue(line.contains(#"from="<line\u{2028}sep\u{85}nel@example.org>""#), line)
-        XCTAssertEqual(try record(line).from, "line\u{2028}sep\u{85}nel@example.org")
+        XCTAssertEqual(try verdictRecord(line).from, "line\u{2028}sep\u{85}nel@example.org")
     }
 
     // MARK: - Odd but valid IPv6 from XCLIENT
@@ -248,7 +230,7 @@ final class HostileSessionTests: XCTestCase {
         defer { upper.quit() }
         XCTAssertEqual(try upper.send("MAIL FROM:<ceo@contoso.com>").code, 250, upper.transcript)
         XCTAssertEqual(try upper.send("RCPT TO:<v6-upper@far.example>").text, "454 4.7.0 TLS required", upper.transcript)
-        let line = try verdict(lab, containing: "rcpt=<v6-upper@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<v6-upper@far.example>")
         XCTAssertTrue(line.contains(#"inbound="Contoso on-premises" inbound_type=onPremises client=odd.example[2001:db8:25::7]"#), line)
 
         // 2001:DB8:0:0::25: outside every connector.
@@ -256,7 +238,7 @@ final class HostileSessionTests: XCTestCase {
         defer { plain.quit() }
         XCTAssertEqual(try plain.send("MAIL FROM:<a@example.org>").code, 250, plain.transcript)
         XCTAssertEqual(try plain.send("RCPT TO:<v6-plain@far.example>").text, "550 5.7.64 Relay access denied", plain.transcript)
-        XCTAssertTrue(try verdict(lab, containing: "rcpt=<v6-plain@far.example>").contains("client=odd.example[2001:db8::25]"))
+        XCTAssertTrue(try lab.uniqueVerdict(containing: "rcpt=<v6-plain@far.example>").contains("client=odd.example[2001:db8::25]"))
 
         // IPv4-mapped IPv6 written as IPv6: 203.0.113.5 is Fabrikam Bank's (restricted, TLS required).
         let mapped = try session(lab, xclient: "ADDR=IPv6:::ffff:203.0.113.5 NAME=mx.fabrikam.com")
@@ -264,7 +246,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertEqual(try mapped.send("MAIL FROM:<pay@fabrikam.com>").code, 250, mapped.transcript)
         let reply = try mapped.send("RCPT TO:<v6-mapped@contoso.com>")
         XCTAssertEqual(reply.text, "454 4.7.0 TLS required", "the mapped address is Fabrikam's 203.0.113.5: \(mapped.transcript)")
-        let mappedLine = try verdict(lab, containing: "rcpt=<v6-mapped@contoso.com>")
+        let mappedLine = try lab.uniqueVerdict(containing: "rcpt=<v6-mapped@contoso.com>")
         XCTAssertTrue(mappedLine.contains(#"reason=tls-required direction=incoming inbound="Fabrikam Bank" inbound_type=partner"#), mappedLine)
         XCTAssertTrue(mappedLine.contains("client=mx.fabrikam.com[203.0.113.5]"), "Postfix hands the mapped address as IPv4: \(mappedLine)")
     }
@@ -293,7 +275,7 @@ final class HostileSessionTests: XCTestCase {
         defer { client.quit() }
         XCTAssertEqual(try client.send("MAIL FROM:<>").code, 250, client.transcript)
         XCTAssertEqual(try client.send("RCPT TO:<nologin@far.example>").text, "550 5.7.64 Relay access denied", client.transcript)
-        let line = try verdict(lab, containing: "rcpt=<nologin@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<nologin@far.example>")
         XCTAssertTrue(line.contains("inbound=none inbound_type=none client=unknown[198.18.0.31] tls=none cert=none from=<> "), line)
         XCTAssertTrue(line.hasSuffix(" auth=none"), line)
         let postmaster = try client.send("RCPT TO:<postmaster>")
@@ -318,9 +300,9 @@ final class HostileSessionTests: XCTestCase {
         o.clientCertificate = certificate
         let t = try lab.swaks(o)
         XCTAssertEqual(t.rcptReply(for: "cert-quotes@far.example")?.text, "550 5.7.64 Relay access denied", t.text)
-        let line = try verdict(lab, containing: "rcpt=<cert-quotes@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<cert-quotes@far.example>")
         XCTAssertTrue(line.contains(#" tls=TLSv1.3 cert="evil\" cert=\"relay.contoso.com" from=<a@example.org> "#), line)
-        let r = try record(line)
+        let r = try verdictRecord(line)
         XCTAssertEqual(r.certificate, cn)
         XCTAssertEqual(r.inbound, nil)
         XCTAssertEqual(r.tlsVersion, "TLSv1.3")
@@ -340,7 +322,7 @@ final class HostileSessionTests: XCTestCase {
         o.clientCertificate = certificate
         let t = try lab.swaks(o)
         XCTAssertEqual(t.rcptReply(for: "cert-controls@far.example")?.text, "550 5.7.64 Relay access denied", t.text)
-        let line = try verdict(lab, containing: "rcpt=<cert-controls@far.example>")
+        let line = try lab.uniqueVerdict(containing: "rcpt=<cert-controls@far.example>")
         XCTAssertTrue(line.contains(" tls=TLSv1.3 cert=none "), line)
         XCTAssertTrue(line.contains("inbound=none"), line)
     }

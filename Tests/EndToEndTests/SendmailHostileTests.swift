@@ -57,10 +57,7 @@ final class SendmailHostileTests: XCTestCase {
 
     override class func tearDown() {
         if case .success(let lab) = shared {
-            let keep = lab.failed || (ProcessInfo.processInfo.environment["CONNECTOR_LAB_KEEP"].map { !$0.isEmpty && $0 != "0" } ?? false)
-            lab.sendmail.stop()
-            lab.postfix.stop(removeDirectory: !keep)
-            if keep { print("lab directory kept: \(lab.postfix.directory) (sendmail/, log/, sink/ ...)") }
+            SendmailLab.stopShared(lab.sendmail, beside: lab.postfix, failed: lab.failed)
         }
         shared = nil
         super.tearDown()
@@ -97,24 +94,6 @@ final class SendmailHostileTests: XCTestCase {
         let ehlo = try client.send("EHLO client.lab.test")
         XCTAssertEqual(ehlo.code, 250, client.transcript)
         return (client, ehlo)
-    }
-
-    /// The one verdict line containing `needle`, waiting for it.
-    private func verdict(containing needle: String, timeout: TimeInterval = 10) throws -> String {
-        var found: [String] = []
-        _ = waitFor(timeout: timeout) {
-            found = postfix.verdictLines().filter { $0.contains(needle) }
-            return !found.isEmpty
-        }
-        XCTAssertLessThanOrEqual(found.count, 1, "more than one verdict line for \(needle): \(found)")
-        return try XCTUnwrap(found.first, "no verdict line containing \(needle); syslog:\n\(postfix.syslogDump())")
-    }
-
-    private func record(_ line: String) throws -> VerdictRecord {
-        guard case .verdict(let record) = VerdictLineReader.parse(message: line) else {
-            throw LabError("not a readable verdict line: \(line)")
-        }
-        return record
     }
 
     /// "250 2.0.0 6AT1JfBb014979 Message accepted for delivery" -> "6AT1JfBb014979".
@@ -179,11 +158,11 @@ final class SendmailHostileTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<long-survivor@contoso.com>").code, 250, client.transcript)
         let queueID = try XCTUnwrap(queueID(try client.sendData("Subject: after the long lines\n\nHello.")), client.transcript)
 
-        let refused = try verdict(containing: "rcpt=<\(local(240))@far.example>")
+        let refused = try postfix.uniqueVerdict(containing: "rcpt=<\(local(240))@far.example>")
         XCTAssertTrue(refused.hasPrefix("\(queueID): verdict=reject reason=relay-denied direction=incoming inbound=none inbound_type=none client=localhost[127.0.0.1] tls=none cert=none from=<\(local(240))@example.org> "), refused)
-        let accepted = try verdict(containing: "rcpt=<long-survivor@contoso.com>")
+        let accepted = try postfix.uniqueVerdict(containing: "rcpt=<long-survivor@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept direction=incoming inbound=none"), accepted)
-        XCTAssertEqual(try record(accepted).from, "\(local(240))@example.org", "under 512 characters: not cut")
+        XCTAssertEqual(try verdictRecord(accepted).from, "\(local(240))@example.org", "under 512 characters: not cut")
         XCTAssertEqual(postfix.verdictLines().count, mark + 2)
     }
 
@@ -200,9 +179,9 @@ final class SendmailHostileTests: XCTestCase {
         XCTAssertEqual(try client.send("RCPT TO:<quote-target@contoso.com>").code, 250, client.transcript)
         let queueID = try XCTUnwrap(queueID(try client.sendData("Subject: quotes\n\nHello.")), client.transcript)
 
-        let refused = try verdict(containing: #"mode=monitor reason=none"#)
+        let refused = try postfix.uniqueVerdict(containing: #"mode=monitor reason=none"#)
         XCTAssertTrue(refused.contains(#" from="<\"x\\\" verdict=accept inbound=\\\"Contoso on-premises\\\" y\"@example.org>" rcpt="<\"r\\\" mode=monitor reason=none\"@far.example>" outbound=none"#), refused)
-        let r = try record(refused)
+        let r = try verdictRecord(refused)
         XCTAssertEqual(r.verdict, .reject)
         XCTAssertEqual(r.mode, .enforce)
         XCTAssertEqual(r.reason, "relay-denied")
@@ -210,10 +189,10 @@ final class SendmailHostileTests: XCTestCase {
         XCTAssertEqual(r.from, fake)
         XCTAssertEqual(r.recipient, rcptFake)
 
-        let accepted = try verdict(containing: "rcpt=<quote-target@contoso.com>")
+        let accepted = try postfix.uniqueVerdict(containing: "rcpt=<quote-target@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept direction=incoming inbound=none inbound_type=none"), accepted)
-        XCTAssertEqual(try record(accepted).from, fake)
-        XCTAssertEqual(try record(accepted).inbound, nil)
+        XCTAssertEqual(try verdictRecord(accepted).from, fake)
+        XCTAssertEqual(try verdictRecord(accepted).inbound, nil)
     }
 
     // MARK: - Injection aimed at the stamped headers
@@ -239,7 +218,7 @@ final class SendmailHostileTests: XCTestCase {
         XCTAssertEqual(delivered.headerValues("X-Connector-Direction"), ["incoming"], delivered.headerSection)
         XCTAssertFalse(delivered.raw.contains("folded onto"), delivered.headerSection)
         XCTAssertFalse(delivered.raw.lowercased().contains("originating"), delivered.headerSection)
-        _ = try verdict(containing: "rcpt=<header-target@contoso.com>")
+        _ = try postfix.uniqueVerdict(containing: "rcpt=<header-target@contoso.com>")
     }
 
     // MARK: - SMTPUTF8
@@ -261,7 +240,7 @@ final class SendmailHostileTests: XCTestCase {
         XCTAssertEqual(postfix.verdictLines().count, mark, "the milter saw none of them")
         XCTAssertEqual(try client.send("RCPT TO:<utf8-survivor@contoso.com>").code, 250, client.transcript)
         XCTAssertNotNil(queueID(try client.sendData("Subject: after 8-bit addresses\n\nHello.")), client.transcript)
-        _ = try verdict(containing: "rcpt=<utf8-survivor@contoso.com>")
+        _ = try postfix.uniqueVerdict(containing: "rcpt=<utf8-survivor@contoso.com>")
     }
 
     // MARK: - Certificate names
@@ -279,16 +258,16 @@ final class SendmailHostileTests: XCTestCase {
         let t = try sendmail.swaks(o, from: "127.0.9.40")
         XCTAssertEqual(t.rcptReply(for: "cert-quotes@far.example")?.text, "550 5.7.64 <cert-quotes@far.example>... Relay access denied", t.text)
         try sendmail.waitForLog(matching: #"STARTTLS=server, relay=\[127\.0\.9\.40\], version=TLSv1\.3, verify=OK"#)
-        let line = try verdict(containing: "rcpt=<cert-quotes@far.example>")
+        let line = try postfix.uniqueVerdict(containing: "rcpt=<cert-quotes@far.example>")
         XCTAssertTrue(line.contains(#" inbound=none inbound_type=none client=unknown[127.0.9.40] tls=TLSv1.3 cert="evil\" cert=\"relay.contoso.com" from=<a@example.org> "#), line)
-        let r = try record(line)
+        let r = try verdictRecord(line)
         XCTAssertEqual(r.certificate, cn)
         XCTAssertEqual(r.inbound, nil)
         XCTAssertEqual(r.tlsVersion, "TLSv1.3")
         let queueID = try XCTUnwrap(t.sendmailQueueID, t.text)
         let delivered = try sendmail.waitForDelivery(queueID: queueID)
         XCTAssertEqual(delivered.headerValues("X-Connector-Inbound"), ["none"], delivered.headerSection)
-        XCTAssertEqual(try record(try verdict(containing: "rcpt=<cert-quotes@contoso.com>")).inbound, nil)
+        XCTAssertEqual(try verdictRecord(try postfix.uniqueVerdict(containing: "rcpt=<cert-quotes@contoso.com>")).inbound, nil)
     }
 
     /// Unlike Postfix, Sendmail passes a CN with control characters on (xtext: +01+7F, with
@@ -301,9 +280,9 @@ final class SendmailHostileTests: XCTestCase {
         o.clientCertificate = certificate
         let t = try sendmail.swaks(o, from: "127.0.9.41")
         XCTAssertEqual(t.rcptReply(for: "cert-controls@far.example")?.text, "550 5.7.64 <cert-controls@far.example>... Relay access denied", t.text)
-        let line = try verdict(containing: "rcpt=<cert-controls@far.example>")
+        let line = try postfix.uniqueVerdict(containing: "rcpt=<cert-controls@far.example>")
         XCTAssertTrue(line.contains(#" inbound=none inbound_type=none client=unknown[127.0.9.41] tls=TLSv1.3 cert="relay\x01\x7f.contoso.com" from=<ceo@contoso.com> "#), line)
-        let r = try record(line)
+        let r = try verdictRecord(line)
         XCTAssertEqual(r.certificate, cn)
         XCTAssertEqual(r.inbound, nil)
     }

@@ -75,10 +75,7 @@ final class SendmailTests: XCTestCase {
 
     override class func tearDown() {
         if case .success(let lab) = shared {
-            let keep = lab.failed || (ProcessInfo.processInfo.environment["CONNECTOR_LAB_KEEP"].map { !$0.isEmpty && $0 != "0" } ?? false)
-            lab.sendmail.stop()
-            lab.postfix.stop(removeDirectory: !keep)
-            if keep { print("lab directory kept: \(lab.postfix.directory) (sendmail/, log/, sink/ ...)") }
+            SendmailLab.stopShared(lab.sendmail, beside: lab.postfix, failed: lab.failed)
         }
         shared = nil
         super.tearDown()

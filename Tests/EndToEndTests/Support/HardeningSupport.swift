@@ -94,3 +94,25 @@ extension SMTPReply {
         return text[range.upperBound...].split(separator: " ").first.map(String.init)
     }
 }
+
+extension PostfixLab {
+    /// The one verdict line containing `needle` (as written in the line, i.e. escaped), waiting
+    /// for it: the hostile catalogues check that nothing a client sent made a second one.
+    func uniqueVerdict(containing needle: String, timeout: TimeInterval = 10) throws -> String {
+        var found: [String] = []
+        _ = waitFor(timeout: timeout) {
+            found = verdictLines().filter { $0.contains(needle) }
+            return !found.isEmpty
+        }
+        XCTAssertLessThanOrEqual(found.count, 1, "more than one verdict line for \(needle): \(found)")
+        return try XCTUnwrap(found.first, "no verdict line containing \(needle); syslog:\n\(syslogDump())")
+    }
+}
+
+/// A verdict line read back as the reader sees it, or a test failure.
+func verdictRecord(_ line: String) throws -> VerdictRecord {
+    guard case .verdict(let record) = VerdictLineReader.parse(message: line) else {
+        throw LabError("not a readable verdict line: \(line)")
+    }
+    return record
+}

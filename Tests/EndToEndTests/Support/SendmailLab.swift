@@ -289,6 +289,15 @@ final class SendmailLab: @unchecked Sendable {
     var processID: pid_t? { lock.withLock { pid } }
 
     /// Stops Sendmail and its children by PID. Idempotent. (The PostfixLab owns the directory.)
+    /// Stops a Sendmail lab shared by a test class and the PostfixLab beside it, keeping the
+    /// directory when a test failed or CONNECTOR_LAB_KEEP is set.
+    static func stopShared(_ sendmail: SendmailLab, beside postfix: PostfixLab, failed: Bool) {
+        let keep = failed || (ProcessInfo.processInfo.environment["CONNECTOR_LAB_KEEP"].map { !$0.isEmpty && $0 != "0" } ?? false)
+        sendmail.stop()
+        postfix.stop(removeDirectory: !keep)
+        if keep { print("lab directory kept: \(postfix.directory) (sendmail/, log/, sink/ ...)") }
+    }
+
     func stop() {
         let pid = lock.withLock { () -> pid_t? in
             defer { stopped = true }
