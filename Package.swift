@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "connector-milter",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "connector-milter", targets: ["connector-milter"]),
     ],
@@ -23,26 +22,31 @@ let package = Package(
         .target(name: "CMilterShim", dependencies: ["CMilter"], path: "CMilterShim"),
         // The Swift face of libmilter: the only importer of CMilter.
         .target(name: "Milter", dependencies: ["CMilter", "CMilterShim"]),
-        // Pure Swift: policy model, parser, attribution and verdicts.
+        // Pure Swift: policy model, parser, attribution and verdicts, and the decoding of the
+        // MTA's macros into session facts. No libmilter, no syslog, no sockets.
         .target(name: "ConnectorPolicy", dependencies: ["Yams"]),
+        // The reviewing tools: the verdict-line reader, report, simulate, lint, export.
+        .target(name: "ConnectorReview", dependencies: ["ConnectorPolicy", "Yams"]),
+        // The daemon: sessions, socketmap and maps server, policy store, supervisor, worker.
+        .target(name: "ConnectorDaemon", dependencies: ["ConnectorPolicy", "Milter"]),
+        // The command line only: parses commands and calls the libraries.
         .executableTarget(
             name: "connector-milter",
             dependencies: [
-                "ConnectorPolicy", "Milter",
+                "ConnectorPolicy", "ConnectorReview", "ConnectorDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "policy-bench", dependencies: ["ConnectorPolicy"]),
         // libFuzzer targets (issue 7): scripts/fuzz.sh builds them with -sanitize=fuzzer and
-        // -DFUZZING; a plain build only checks that they compile. FuzzAddresses and
-        // FuzzSocketmap compile some of the daemon's own files through symbolic links.
+        // -DFUZZING; a plain build only checks that they compile.
         .target(name: "FuzzDriver"),
         .executableTarget(name: "FuzzPolicyParser", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
-        .executableTarget(name: "FuzzVerdictLineReader", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
-        .executableTarget(name: "FuzzAddresses", dependencies: ["ConnectorPolicy", "Milter", "FuzzDriver"]),
-        .executableTarget(name: "FuzzSocketmap", dependencies: ["ConnectorPolicy", "FuzzDriver"]),
-        .testTarget(name: "ConnectorPolicyTests", dependencies: ["ConnectorPolicy"]),
-        .testTarget(name: "MilterTests", dependencies: ["Milter", "connector-milter", "ConnectorPolicy"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["connector-milter"], exclude: ["Fixtures"]),
+        .executableTarget(name: "FuzzVerdictLineReader", dependencies: ["ConnectorReview", "FuzzDriver"]),
+        .executableTarget(name: "FuzzAddresses", dependencies: ["ConnectorPolicy", "ConnectorReview", "FuzzDriver"]),
+        .executableTarget(name: "FuzzSocketmap", dependencies: ["ConnectorDaemon", "FuzzDriver"]),
+        .testTarget(name: "ConnectorPolicyTests", dependencies: ["ConnectorPolicy", "ConnectorReview"]),
+        .testTarget(name: "MilterTests", dependencies: ["Milter", "ConnectorDaemon", "ConnectorPolicy", "ConnectorReview"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Milter", "ConnectorPolicy", "ConnectorReview", "ConnectorDaemon"], exclude: ["Fixtures"]),
     ]
 )

@@ -287,7 +287,7 @@ extension PolicySet {
                         mode: mode, direction: direction, inbound: inbound, inboundType: type, outbound: outbound)
     }
 
-    func reply(for reason: RefusalReason) -> PolicyReply {
+    package func reply(for reason: RefusalReason) -> PolicyReply {
         switch reason {
         case .relayDenied:
             return PolicyReply(code: 550, enhancedCode: "5.7.64", text: "Relay access denied")

@@ -93,12 +93,12 @@ public struct OutboundMaps: Sendable {
     /// The connector for the subdomains of `parent` that no pattern names: what a static
     /// table's `.parent` entry must say. `*.parent` stands for such a name, since `*` is never
     /// a label of a policy pattern.
-    func connector(forUnnamedSubdomainsOf parent: String) -> Connector? {
+    package func connector(forUnnamedSubdomainsOf parent: String) -> Connector? {
         policySet.outboundConnector(for: "*." + parent)
     }
 
     /// Smart-host next hops in file order, each with the connector that answers for it.
-    var smartHostKeys: [(key: String, connector: Connector)] {
+    package var smartHostKeys: [(key: String, connector: Connector)] {
         var seen = Set<String>()
         var keys: [(String, Connector)] = []
         for connector in policySet.policy.connectors where connector.enabled && connector.direction == .outbound {

@@ -100,9 +100,9 @@ public enum PolicyParser {
         return parse(text, file: path)
     }
 
-    struct ReadFailure: Error { let message: String }
+    package struct ReadFailure: Error { package let message: String }
 
-    static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
+    package static func readFile(_ path: String) -> Result<[UInt8], ReadFailure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return .failure(ReadFailure(message: "cannot open the policy file: \(errnoText())")) }
         defer { close(fd) }
@@ -144,26 +144,26 @@ public enum PolicyParser {
 }
 
 /// A 1-based line and column in the policy file.
-struct Position: Hashable, Comparable {
-    var line: Int
-    var column: Int
+package struct Position: Hashable, Comparable {
+    package var line: Int
+    package var column: Int
 
-    static let start = Position(line: 1, column: 1)
+    package static let start = Position(line: 1, column: 1)
 
-    init(line: Int, column: Int) {
+    package init(line: Int, column: Int) {
         self.line = line
         self.column = column
     }
 
-    init(_ mark: Mark?) {
+    package init(_ mark: Mark?) {
         self.init(line: mark?.line ?? 1, column: mark?.column ?? 1)
     }
 
-    init(_ node: Node) { self.init(node.mark) }
+    package init(_ node: Node) { self.init(node.mark) }
 
-    static func < (a: Position, b: Position) -> Bool { (a.line, a.column) < (b.line, b.column) }
+    package static func < (a: Position, b: Position) -> Bool { (a.line, a.column) < (b.line, b.column) }
 
-    var phrase: String { "line \(line), column \(column)" }
+    package var phrase: String { "line \(line), column \(column)" }
 }
 
 // MARK: - Stage 2: YAML
@@ -378,7 +378,7 @@ enum PolicyKeys {
     static let organization = ["acceptedDomains"]
     static let settings = ["mode", "tlsFailure", "rejectDirectSend", "stampHeaders"]
     /// In the order the SPEC lists them, which is also the order of suggestions.
-    static let connector: KeyValuePairs<String, KeyScope> = [
+    package static let connector: KeyValuePairs<String, KeyScope> = [
         "name": .every, "direction": .every, "type": .every, "enabled": .every, "comment": .every, "mode": .every,
         "senderIPAddresses": .inbound, "tlsSenderCertificateName": .inbound, "requireTls": .inbound,
         "senderDomains": .inboundPartner, "restrictDomainsToIPAddresses": .inboundPartner,
@@ -905,7 +905,7 @@ struct PolicyReader {
 enum SmartHostSyntax {
     struct Failure: Error { let message: String }
 
-    static func parse(_ text: String) -> Result<SmartHost, Failure> {
+    package static func parse(_ text: String) -> Result<SmartHost, Failure> {
         var hostPart = Substring(text)
         var portPart: Substring? = nil
         var bracketed = false

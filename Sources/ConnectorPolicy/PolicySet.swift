@@ -61,7 +61,7 @@ public final class PolicySet: Sendable {
 
     public func isAccepted(_ domain: String) -> Bool { acceptedDomains.contains(domain) }
 
-    func connector(_ index: Int) -> Connector { policy.connectors[index] }
+    package func connector(_ index: Int) -> Connector { policy.connectors[index] }
 
     func mode(of index: Int) -> Mode { policy.connectors[index].mode ?? policy.settings.mode }
 }

@@ -72,7 +72,7 @@ public enum VerdictLine {
 
     /// Control characters (C0, DEL, C1) and the Unicode line and paragraph separators would
     /// break or fake a line in a log viewer; they are written as escapes.
-    static func isUnsafe(_ s: Unicode.Scalar) -> Bool {
+    package static func isUnsafe(_ s: Unicode.Scalar) -> Bool {
         s.value < 0x20 || (s.value >= 0x7F && s.value <= 0x9F) || s.value == 0x2028 || s.value == 0x2029
             || s.value == 0xFEFF
     }

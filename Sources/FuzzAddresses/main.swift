@@ -1,6 +1,6 @@
 // libFuzzer target: what turns a session's macros into facts, and the facts into a verdict
 // line: EmailAddress(parsing:), IPAddress, IPPrefix, domain names, Sendmail's xtext and the TLS
-// macros (SessionMacros.swift, the daemon's own file, compiled here through a symbolic link),
+// macros (SessionMacros.swift in the policy core),
 // then VerdictLine.format. Properties: no crash; parsed addresses print and parse back the
 // same; a decoded value is never longer than its xtext; whatever the client sent, the verdict
 // line is exactly what the reader expects (no forged field, no raw control character).
@@ -9,6 +9,7 @@
 // certificate name, {verify}, login.
 
 import ConnectorPolicy
+import ConnectorReview
 import FuzzDriver
 import Glibc
 

@@ -1,9 +1,9 @@
 // libFuzzer target: the socketmap request parser of `run --maps-socket` (Netstring.parse and
-// Socketmap.reply in Socketmap.swift, the daemon's own file, compiled here through a symbolic
-// link). Properties: no crash; a complete netstring never claims more
+// Socketmap.reply in the daemon library's Socketmap.swift). Properties: no crash; a complete netstring never claims more
 // bytes than it was given and its payload has the length it declared; what `encode` writes
 // parses back; every reply is one printable line, short enough for a netstring.
 
+import ConnectorDaemon
 import ConnectorPolicy
 import FuzzDriver
 import Glibc

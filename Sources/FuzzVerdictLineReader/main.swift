@@ -1,7 +1,7 @@
 // libFuzzer target: the verdict-line reader (`report`, `simulate`), on any bytes a log holds.
 // Properties: no crash, no hang; a line the reader accepts as conforming is read the same twice.
 
-import ConnectorPolicy
+import ConnectorReview
 import FuzzDriver
 import Foundation
 

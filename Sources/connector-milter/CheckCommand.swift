@@ -1,7 +1,9 @@
 // `connector-milter check`: validate a policy file before installing it or reloading the daemon.
 
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 
 struct Check: ParsableCommand {

@@ -1,5 +1,7 @@
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 
 /// Judges one message as the daemon would and prints the verdict lines it would log.
 struct Classify: ParsableCommand {

@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import ConnectorDaemon
 
 @main
 struct ConnectorMilter: ParsableCommand {
@@ -23,4 +24,9 @@ func printError(_ message: String) {
     var text = message
     if !text.hasSuffix("\n") { text += "\n" }
     FileHandle.standardError.write(text.data(using: .utf8)!)
+}
+
+extension Sysexit {
+    /// The daemon's sysexits(3) code as the argument parser's exit.
+    var exitCode: ExitCode { ExitCode(rawValue) }
 }

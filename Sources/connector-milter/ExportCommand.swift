@@ -2,7 +2,9 @@
 // (SPEC section 4). The live alternative for Postfix is `run --maps-socket`.
 
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 
 enum ExportTarget: String, ExpressibleByArgument, CaseIterable, Sendable {

@@ -6,7 +6,9 @@
 // magic bytes, not its name, since logrotate's names vary (delaycompress, dateext).
 
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,9 @@
 // `connector-milter report`: what the policy did, from the verdict lines in syslog.
 
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 
 /// The log files to read and the period to look at; shared by `report` and `simulate`.

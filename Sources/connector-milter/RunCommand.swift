@@ -2,23 +2,10 @@ import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
-import Milter
+import ConnectorDaemon
 
-// ─────────────────────────────────────────────────────────────────────────────────────────
-// PLUG-IN POINT: the policy engine's sessions, and how libmilter should serve them.
-// (UnconfiguredSessionFactory() answers every connection "451 4.3.5 Server configuration
-// problem": the fail-closed stand-in used before the engine existed.)
-extension Run {
-    static let plugIn = WorkerPlugIn(
-        makeFactory: { store, log in ConnectorSessionFactory(store: store, log: log) },
-        describePolicy: { store in "\(store.current.policy.connectors.count) connectors" },
-        configuration: ConnectorSessionFactory.configuration)
-}
-// ─────────────────────────────────────────────────────────────────────────────────────────
 
-enum LogDestination: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case syslog, stderr
-}
+extension LogDestination: ExpressibleByArgument {}
 
 /// `connector-milter run` (SPEC section 5).
 struct Run: ParsableCommand {
@@ -96,81 +83,15 @@ struct Run: ParsableCommand {
 
         let options: DaemonOptions
         do {
-            options = try DaemonOptions(self)
+            options = try DaemonOptions(config: config, socket: socket, mapsSocket: mapsSocket, user: user,
+                                        group: group, pidfile: pidfile, log: log, foreground: foreground)
         } catch {
             writeStderr(error.message)
-            throw error.exit.exitCode
+            throw ExitCode(error.exit.rawValue)
         }
-        let code = worker ? Worker.run(options, plugIn: Run.plugIn) : Supervisor.run(options)
+        let code = worker ? Worker.run(options) : Supervisor.run(options)
         // Straight out: libmilter's threads may still be winding down in the worker.
         Glibc.exit(code)
     }
 }
 
-/// The options of `run`, checked and with absolute paths (the daemon changes to "/").
-struct DaemonOptions: Sendable {
-    var configPath: String
-    var socket: SocketSpec
-    /// The socketmap endpoint (MapsServer), if any.
-    var mapsSocket: SocketSpec?
-    var user: String?
-    var group: String?
-    var identity: Identity
-    var pidfile: String?
-    var log: LogDestination
-    var foreground: Bool
-
-    init(_ run: Run) throws(DaemonError) {
-        let directory = currentDirectory()
-        configPath = absolutePath(run.config, relativeTo: directory)
-        do {
-            socket = try SocketSpec(parsing: run.socket, relativeTo: directory)
-        } catch {
-            throw DaemonError(.usage, error.description)
-        }
-        if let text = run.mapsSocket {
-            do {
-                mapsSocket = try SocketSpec(parsing: text, relativeTo: directory)
-            } catch {
-                throw DaemonError(.usage, "--maps-socket: \(error.description)")
-            }
-        }
-        user = run.user
-        group = run.group
-        identity = try Identity.resolve(user: run.user, group: run.group)
-        try identity.checkCanSwitch()
-        pidfile = run.pidfile.map { absolutePath($0, relativeTo: directory) }
-        log = run.log
-        foreground = run.foreground
-    }
-
-    func makeLog() -> LogSink {
-        switch log {
-        case .syslog: SyslogSink()
-        case .stderr: StderrSink()
-        }
-    }
-
-    /// The worker's command line: these options, normalized, plus --worker.
-    var workerArguments: [String] {
-        var arguments = [CommandLine.arguments.first ?? "connector-milter", Run.configuration.commandName ?? "run",
-                         "--config", configPath, "--socket", socket.libmilterSpec, "--log", log.rawValue]
-        if let mapsSocket { arguments += ["--maps-socket", mapsSocket.libmilterSpec] }
-        if let user { arguments += ["--user", user] }
-        if let group { arguments += ["--group", group] }
-        if foreground { arguments.append("--foreground") }
-        arguments.append("--worker")
-        return arguments
-    }
-}
-
-func currentDirectory() -> String {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func absolutePath(_ path: String, relativeTo directory: String) -> String {
-    if path.hasPrefix("/") { return path }
-    return directory.hasSuffix("/") ? directory + path : directory + "/" + path
-}

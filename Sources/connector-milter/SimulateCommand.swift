@@ -1,7 +1,9 @@
 // `connector-milter simulate`: try a policy change on past traffic before it goes live.
 
 import ArgumentParser
+import ConnectorDaemon
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 
 struct Simulate: ParsableCommand {

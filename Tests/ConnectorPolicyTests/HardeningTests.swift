@@ -1,5 +1,6 @@
 import XCTest
 @testable import ConnectorPolicy
+@testable import ConnectorReview
 
 // Findings of the hardening work (issue 7): hostile sessions through Postfix, and fuzzing.
 // Each finding stays here as a regression test.

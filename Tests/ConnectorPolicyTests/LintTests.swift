@@ -1,5 +1,6 @@
 import XCTest
 @testable import ConnectorPolicy
+@testable import ConnectorReview
 
 /// `check --lint`: each rule on a policy that trips it, with the exact position, and a policy
 /// that trips none.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import ConnectorPolicy
+@testable import ConnectorReview
 
 // SPEC section 4: the answers the socketmap gives Postfix, and the static exports.
 

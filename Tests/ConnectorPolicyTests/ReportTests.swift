@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import ConnectorPolicy
+@testable import ConnectorReview
 
 /// `report` and `simulate` on small logs whose answers can be counted by hand.
 final class ReportTests: XCTestCase {

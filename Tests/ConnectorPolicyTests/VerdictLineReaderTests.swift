@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import ConnectorPolicy
+@testable import ConnectorReview
 
 /// Reading verdict lines back: every syslog format an administrator may have, every value
 /// `VerdictLine` can write, and lines that were cut, mangled or forged.

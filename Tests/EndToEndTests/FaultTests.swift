@@ -43,7 +43,7 @@ final class FaultTests: XCTestCase {
     }
 
     private func daemonRun(_ arguments: [String], as user: String? = nil, timeout: TimeInterval = 20) throws -> (status: Int32, output: String) {
-        var command = [try ConnectorDaemon.binaryPath(), "run", "--foreground", "--log", "stderr"] + arguments
+        var command = [try ConnectorMilterBinary.binaryPath(), "run", "--foreground", "--log", "stderr"] + arguments
         if let user {
             command = ["setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups"] + command
         }

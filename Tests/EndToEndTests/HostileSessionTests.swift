@@ -11,6 +11,7 @@
 // One lab and one daemon serve the whole class (stopping a daemon costs ~5 s).
 
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 import Glibc
 import XCTest

@@ -12,7 +12,8 @@
 import Foundation
 import Glibc
 import XCTest
-@testable import connector_milter
+@testable import ConnectorReview
+import ConnectorPolicy
 
 final class SendmailExportTests: XCTestCase {
     /// Exports `policy` with the real command into `directory`, builds both maps with the
@@ -22,8 +23,9 @@ final class SendmailExportTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let policyPath = directory + "/policy.yaml"
         try policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
-        var command = try Export.parse(["sendmail", "--config", policyPath, "--output", directory])
-        try command.run()
+        let exported = try LabProcess.run([try ConnectorMilterBinary.binaryPath(), "export", "sendmail", "--config", policyPath,
+                                           "--output", directory], timeout: 30)
+        XCTAssertEqual(exported.status, 0, exported.output)
         for map in ["access", "mailertable"] {
             let result = try LabProcess.run(["sh", "-c", "exec \"$0\" -C \"$1\" hash \"$2\" < \"$2\"",
                                              lab.root.path + "/usr/sbin/makemap", lab.cfPath, directory + "/" + map],

@@ -12,7 +12,7 @@ import ConnectorPolicy
 import Foundation
 import Glibc
 import XCTest
-@testable import connector_milter
+@testable import ConnectorReview
 
 final class SendmailHostileTests: XCTestCase {
     private final class Shared: @unchecked Sendable {

@@ -11,7 +11,9 @@ import Foundation
 import Glibc
 import Milter
 import XCTest
-@testable import connector_milter
+@testable import ConnectorReview
+@testable import ConnectorDaemon
+import ConnectorPolicy
 
 /// `labPolicy` with client addresses Sendmail can be given without XCLIENT: a test binds its
 /// socket to one of these loopback addresses.
@@ -124,7 +126,7 @@ final class SendmailTests: XCTestCase {
         let stages: [(MilterStage, String)] = [(.helo, "helo"), (.envelopeFrom, "envfrom"), (.envelopeRecipient, "envrcpt"),
                                                (.endOfMessage, "eom")]
         for (stage, name) in stages {
-            let requested = Set(SessionMacros.requested[stage] ?? [])
+            let requested = Set(ConnectorSessionFactory.requestedMacros[stage] ?? [])
             XCTAssertTrue(requested.isSubset(of: macros[name] ?? []), "\(name): missing \(requested.subtracting(macros[name] ?? []))")
         }
         // Sendmail reads it without a complaint (-bt: address test mode, reads the cf and stops).

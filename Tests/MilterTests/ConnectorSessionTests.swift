@@ -1,7 +1,7 @@
 import XCTest
 import ConnectorPolicy
 import Milter
-@testable import connector_milter
+@testable import ConnectorDaemon
 
 /// The session handler, driven through the fake context as libmilter would drive it:
 /// macros in, replies, header changes and verdict lines out.

@@ -1,7 +1,8 @@
 import XCTest
 import ConnectorPolicy
 import Milter
-@testable import connector_milter
+@testable import ConnectorDaemon
+@testable import ConnectorReview
 
 /// Empty, missing and hostile macros through the session handler (issue 7): nothing crashes,
 /// nothing identifies anyone that should not, and every verdict line conforms.

@@ -1,6 +1,6 @@
 import XCTest
 import ConnectorPolicy
-@testable import connector_milter
+@testable import ConnectorDaemon
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,6 +3,7 @@
 // hostile case ends with (the worker is the same process, no verdict line is forged).
 
 import ConnectorPolicy
+import ConnectorReview
 import Foundation
 import Glibc
 import XCTest

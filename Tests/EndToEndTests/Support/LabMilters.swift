@@ -63,7 +63,7 @@ final class LabMilterProcess: @unchecked Sendable {
     private var waitpidStatus: Int32?
 }
 
-enum ConnectorDaemon {
+enum ConnectorMilterBinary {
     /// The connector-milter executable: $CONNECTOR_MILTER_BIN, else next to the running test
     /// bundle (SwiftPM puts both in .build/<triple>/debug).
     static func binaryPath() throws -> String {

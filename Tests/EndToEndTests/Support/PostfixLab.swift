@@ -498,10 +498,10 @@ final class PostfixLab: @unchecked Sendable {
     /// `user`/`group` nil leaves the option out. The default `nobody`/`postfix` gives a socket
     /// Postfix (group postfix) can use, the production setup.
     @discardableResult
-    /// `binary` overrides ConnectorDaemon.binaryPath() (for a stand-in).
+    /// `binary` overrides ConnectorMilterBinary.binaryPath() (for a stand-in).
     func startDaemon(config: String, extraArgs: [String] = [], user: String? = "nobody", group: String? = "postfix",
                      log: String = "syslog", binary: String? = nil, timeout: TimeInterval = 15) throws -> LabMilterProcess {
-        let binary = try binary ?? ConnectorDaemon.binaryPath()
+        let binary = try binary ?? ConnectorMilterBinary.binaryPath()
         var arguments = [binary, "run", "--foreground", "--config", config, "--socket", milterSocket,
                          "--log", log, "--pidfile", runDirectory + "/connector-milter.pid"]
         if let user { arguments += ["--user", user] }

@@ -4,8 +4,8 @@ import ConnectorPolicy
 // OutboundMaps out. Apart from MapsServer.swift so that the fuzz target compiles this file alone.
 
 /// Netstrings (D. J. Bernstein): `LENGTH:BYTES,` with LENGTH in decimal.
-enum Netstring {
-    enum Parsed: Equatable {
+package enum Netstring {
+    package enum Parsed: Equatable {
         /// A whole netstring: its payload and how many bytes it took.
         case complete(payload: [UInt8], consumed: Int)
         /// More bytes are needed.
@@ -15,13 +15,13 @@ enum Netstring {
         case tooLong(Int)
     }
 
-    static func encode(_ payload: some Collection<UInt8>) -> [UInt8] {
+    package static func encode(_ payload: some Collection<UInt8>) -> [UInt8] {
         Array("\(payload.count):".utf8) + payload + [UInt8(ascii: ",")]
     }
 
     /// Parses the netstring at the start of `buffer`, refusing a payload above `limit` bytes
     /// as soon as its length is read, before any of it is buffered.
-    static func parse(_ buffer: ArraySlice<UInt8>, limit: Int) -> Parsed {
+    package static func parse(_ buffer: ArraySlice<UInt8>, limit: Int) -> Parsed {
         let maximumDigits = String(limit).utf8.count
         var length = 0
         var digits = 0
@@ -49,12 +49,12 @@ enum Netstring {
 }
 
 /// What the socketmap answers, without the sockets.
-enum Socketmap {
+package enum Socketmap {
     /// Requests are a map name and a domain or an address: 10 KiB is far beyond any of them.
-    static let maximumRequestLength = 10 * 1024
+    package static let maximumRequestLength = 10 * 1024
 
     /// The answer to one request payload (`NAME KEY`), as the reply payload.
-    static func reply(to request: [UInt8], maps: OutboundMaps) -> String {
+    package static func reply(to request: [UInt8], maps: OutboundMaps) -> String {
         guard let space = request.firstIndex(of: UInt8(ascii: " ")) else {
             return "PERM malformed request: expected \"NAME KEY\""
         }

@@ -1,10 +1,9 @@
-import ArgumentParser
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Exit codes from sysexits(3), which init scripts, systemd and admins read.
-enum Sysexit: Int32, Sendable {
+public enum Sysexit: Int32, Sendable {
     case ok = 0
     case usage = 64         // EX_USAGE: bad command line
     case unavailable = 69   // EX_UNAVAILABLE: a service we need is missing
@@ -14,14 +13,12 @@ enum Sysexit: Int32, Sendable {
     case tempFail = 75      // EX_TEMPFAIL
     case noPermission = 77  // EX_NOPERM: cannot switch user, cannot read
     case config = 78        // EX_CONFIG: invalid policy file
-
-    var exitCode: ExitCode { ExitCode(rawValue) }
 }
 
 /// A failure that ends the process: what to tell the admin, and the exit code.
-struct DaemonError: Error, CustomStringConvertible {
-    let exit: Sysexit
-    let message: String
+public struct DaemonError: Error, CustomStringConvertible {
+    public let exit: Sysexit
+    public let message: String
 
     init(_ exit: Sysexit, _ message: String) {
         self.exit = exit
@@ -33,5 +30,5 @@ struct DaemonError: Error, CustomStringConvertible {
         DaemonError(exit, "\(what): \(String(cString: strerror(code)))")
     }
 
-    var description: String { message }
+    public var description: String { message }
 }

@@ -5,7 +5,7 @@ import ConnectorPolicy
 import Milter
 import Synchronization
 
-/// What the policy engine brings to the worker (see the plug-in point in RunCommand.swift).
+/// What the policy engine brings to the worker.
 struct WorkerPlugIn: Sendable {
     /// Makes the factory of sessions once the policy is loaded.
     var makeFactory: @Sendable (PolicyStore, LogSink) -> MilterSessionFactory
@@ -13,6 +13,11 @@ struct WorkerPlugIn: Sendable {
     var describePolicy: @Sendable (PolicyStore) -> String
     /// Name, actions and macros for libmilter; the worker adds the error handler.
     var configuration: MilterConfiguration
+
+    static let connectors = WorkerPlugIn(
+        makeFactory: { store, log in ConnectorSessionFactory(store: store, log: log) },
+        describePolicy: { store in "\(store.current.policy.connectors.count) connectors" },
+        configuration: ConnectorSessionFactory.configuration)
 }
 
 /// The worker process: the one that speaks milter. It creates the socket as root, gives
@@ -24,9 +29,11 @@ struct WorkerPlugIn: Sendable {
 /// and SIGINT in its own thread (and stops on them); SIGUSR1 and SIGUSR2 stay blocked and one
 /// thread of ours sigwaits them: SIGUSR1 reloads, SIGUSR2 stops gracefully. The supervisor
 /// never forwards SIGHUP, only SIGUSR1, and stops the worker with SIGUSR2.
-enum Worker {
+public enum Worker {
     /// The write end of the readiness pipe, placed here by the supervisor's posix_spawn.
     static let readinessDescriptor: Int32 = 3
+
+    public static func run(_ options: DaemonOptions) -> Int32 { run(options, plugIn: .connectors) }
 
     static func run(_ options: DaemonOptions, plugIn: WorkerPlugIn) -> Int32 {
         let log = options.makeLog()
@@ -203,7 +210,7 @@ final class LateBoundFactory: MilterSessionFactory, @unchecked Sendable {
 /// Until the policy engine is plugged in: fail closed, like Postfix does for a
 /// configuration problem, never accept.
 final class UnconfiguredSessionFactory: MilterSessionFactory {
-    static let reply = SMTPReply(code: 451, enhancedCode: "4.3.5", text: "Server configuration problem")!
+    package static let reply = SMTPReply(code: 451, enhancedCode: "4.3.5", text: "Server configuration problem")!
 
     func makeSession() -> MilterSession { Session() }
 
@@ -229,7 +236,7 @@ func detachStandardStreams() {
 
 /// Policy errors go out as they are ("FILE:LINE:COLUMN: message", like `check`); other
 /// messages are led by the program's name.
-func writeStderr(_ message: String, prefixed: Bool = true) {
+public func writeStderr(_ message: String, prefixed: Bool = true) {
     let text = message.split(separator: "\n", omittingEmptySubsequences: false)
         .map { (prefixed ? "connector-milter: " : "") + "\($0)\n" }.joined()
     var bytes = Array(text.utf8)

@@ -1,3 +1,4 @@
+import ConnectorPolicy
 // `connector-milter simulate`: the logged decisions judged again under another policy, so a
 // change can be tried on real past traffic before it goes live.
 //

@@ -15,6 +15,7 @@
 // Works on bytes, not Strings: a gigabyte of log is mostly other programs' lines, and those
 // are dismissed after looking at the first few dozen bytes.
 
+import ConnectorPolicy
 import Foundation
 
 /// One verdict line, read back: the decision that was logged and the facts it was made on.

@@ -8,7 +8,7 @@ import Glibc
 ///
 /// Why two processes: libmilter stops on SIGHUP (MTA-FACTS), and the daemon must reload on
 /// it instead; and a worker that dies (kill -9, a crash) is restarted without the admin.
-enum Supervisor {
+public enum Supervisor {
     /// Blocked before any thread exists, in both processes (the worker inherits the mask
     /// through posix_spawn); then only sigwait sees them.
     /// SIGUSR2 is the supervisor's "stop" to the worker: libmilter's own SIGTERM handling
@@ -22,7 +22,7 @@ enum Supervisor {
         return set
     }
 
-    static func blockSignals() {
+    public static func blockSignals() {
         var set = handledSet
         sigprocmask(SIG_BLOCK, &set, nil)
     }
@@ -36,7 +36,7 @@ enum Supervisor {
     static let stableUptime: Double = 10
     static let maximumRestartDelay: Double = 30
 
-    static func run(_ options: DaemonOptions) -> Int32 {
+    public static func run(_ options: DaemonOptions) -> Int32 {
         var parent: DaemonParent?
         if !options.foreground {
             do {

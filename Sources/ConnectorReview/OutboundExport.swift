@@ -1,3 +1,4 @@
+import ConnectorPolicy
 // `connector-milter export postfix|sendmail`: the outbound connectors as static MTA tables,
 // for sites that would rather not query the daemon, or run Sendmail. Every value comes from
 // OutboundMaps, so a static table says what the socketmap would; where a static table cannot

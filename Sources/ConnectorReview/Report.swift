@@ -1,3 +1,4 @@
+import ConnectorPolicy
 // `connector-milter report`: what the policy did, summed up from its verdict lines.
 // Pure aggregation: the command reads the files and feeds records in; this file counts.
 //

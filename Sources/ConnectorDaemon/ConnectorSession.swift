@@ -13,10 +13,22 @@ final class ConnectorSessionFactory: MilterSessionFactory {
 
     func makeSession() -> MilterSession { ConnectorSession(policy: store.current, log: log) }
 
+    /// What connector-milter asks the MTA for, per stage. A list replaces the MTA's own for
+    /// that stage, so each keeps the MTA's defaults we rely on. The TLS macros are asked for at
+    /// MAIL too: Postfix sends them at HELO only when the client says EHLO again after
+    /// STARTTLS, and a client may go straight to MAIL.
+    static let requestedMacros: [MilterStage: [String]] = [
+        .helo: SessionMacros.tlsMacros,
+        .envelopeFrom: ["i", "{auth_type}", "{auth_authen}", "{mail_addr}"] + SessionMacros.tlsMacros,
+        .envelopeRecipient: ["i", "{rcpt_addr}"],
+        .endOfMessage: ["i"],
+    ]
+
+
     static let configuration = MilterConfiguration(
         name: "connector-milter",
         actions: [.addHeaders, .changeHeaders],
-        macros: SessionMacros.requested,
+        macros: requestedMacros,
         noReplyToHeaders: true
     )
 }

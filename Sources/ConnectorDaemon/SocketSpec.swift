@@ -1,6 +1,6 @@
 /// Where the milter listens, as an admin writes it (and libmilter reads it):
 /// `unix:/path` (or `local:/path`), `inet:PORT@HOST`, `inet6:PORT@HOST`.
-enum SocketSpec: Equatable, Sendable, CustomStringConvertible {
+package enum SocketSpec: Equatable, Sendable, CustomStringConvertible {
     case unix(path: String)
     case inet(port: UInt16, host: String)
     case inet6(port: UInt16, host: String)
@@ -12,7 +12,7 @@ enum SocketSpec: Equatable, Sendable, CustomStringConvertible {
     /// the daemon changes to "/" and its worker would otherwise look elsewhere. The host is
     /// required: a milter answering on every interface is a decision to write down
     /// (`inet:8891@0.0.0.0`), not a default.
-    init(parsing text: String, relativeTo directory: String? = nil) throws(SocketSpecError) {
+    package init(parsing text: String, relativeTo directory: String? = nil) throws(SocketSpecError) {
         guard let colon = text.firstIndex(of: ":") else { throw .malformed(text) }
         let scheme = text[..<colon].lowercased()
         let rest = String(text[text.index(after: colon)...])
@@ -50,17 +50,17 @@ enum SocketSpec: Equatable, Sendable, CustomStringConvertible {
         if case .unix(let path) = self { path } else { nil }
     }
 
-    var description: String { libmilterSpec }
+    package var description: String { libmilterSpec }
 }
 
-enum SocketSpecError: Error, Equatable, CustomStringConvertible {
+package enum SocketSpecError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
     case relativePath(String)
     case pathTooLong(String)
     case badPort(String)
     case missingHost(String)
 
-    var description: String {
+    package var description: String {
         let forms = "unix:/path, local:/path, inet:PORT@HOST or inet6:PORT@HOST"
         switch self {
         case .malformed(let text): return "invalid socket \"\(text)\": expected \(forms)"

@@ -4,7 +4,7 @@ import Synchronization
 /// The policy in force. A reload swaps in a new compiled policy only when the file is valid;
 /// sessions hold the `PolicySet` they started with, so a reload never changes a judgment
 /// half-way through a session.
-final class PolicyStore: Sendable {
+package final class PolicyStore: Sendable {
     let path: String
     private let state: Mutex<PolicySet>
 
@@ -24,7 +24,7 @@ final class PolicyStore: Sendable {
         return fresh
     }
 
-    static func compile(path: String) throws(PolicyErrors) -> PolicySet {
+    package static func compile(path: String) throws(PolicyErrors) -> PolicySet {
         switch PolicyParser.load(path: path) {
         case .success(let policy): return PolicySet(policy)
         case .failure(let errors): throw errors

@@ -7,6 +7,7 @@
 // has exactly one connector per item of `connectors:`, in order, so the i-th item is the i-th
 // connector, and the parser's model stays free of source positions.
 
+import ConnectorPolicy
 import Yams
 
 /// One warning, in the `FILE:LINE:COLUMN: warning: message` form compilers use.
@@ -77,7 +78,7 @@ struct SourcePositions {
         }
     }
 
-    func connector(_ i: Int) -> Connector {
+    package func connector(_ i: Int) -> Connector {
         i < connectors.count ? connectors[i] : Connector(start: .start)
     }
 

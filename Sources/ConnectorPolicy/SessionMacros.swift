@@ -1,29 +1,15 @@
-import ConnectorPolicy
-import Milter
-
 /// Turns what the MTA's macros say about TLS and authentication into session facts. Postfix
 /// and Sendmail name and encode these differently; every value may come from a stranger.
-enum SessionMacros {
-    /// What connector-milter asks the MTA for, per stage. A list replaces the MTA's own for
-    /// that stage, so each keeps the MTA's defaults we rely on. The TLS macros are asked for at
-    /// MAIL too: Postfix sends them at HELO only when the client says EHLO again after
-    /// STARTTLS, and a client may go straight to MAIL.
-    static let requested: [MilterStage: [String]] = [
-        .helo: tlsMacros,
-        .envelopeFrom: ["i", "{auth_type}", "{auth_authen}", "{mail_addr}"] + tlsMacros,
-        .envelopeRecipient: ["i", "{rcpt_addr}"],
-        .endOfMessage: ["i"],
-    ]
-
+public enum SessionMacros {
     /// Postfix: `{tls_version}`, and `{cert_subject}` = the CN of a *verified* certificate.
     /// Sendmail: `{verify}` (OK = verified) and `{cn_subject}` (xtext), `{cert_subject}` being
     /// a full DN that is set even when verification failed.
-    static let tlsMacros = ["{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}",
+    public static let tlsMacros = ["{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}",
                             "{verify}", "{cn_subject}"]
 
     /// The TLS facts the macros give, or nil when they say nothing (so facts from an earlier
     /// stage are kept: a later stage's absent macro is not a downgrade).
-    static func tls(_ macro: (String) -> String?) -> (version: String, certificateName: String?)? {
+    public static func tls(_ macro: (String) -> String?) -> (version: String, certificateName: String?)? {
         guard let version = macro("{tls_version}"), !version.isEmpty else { return nil }
         let name: String?
         if let verify = macro("{verify}") {
@@ -41,7 +27,7 @@ enum SessionMacros {
 
     /// Decodes RFC 3461 xtext (`+20` is a space), as Sendmail writes certificate names.
     /// A malformed escape is kept literally: it is then compared, and fails to match, as is.
-    static func xtextDecoded(_ text: String) -> String {
+    public static func xtextDecoded(_ text: String) -> String {
         guard text.utf8.contains(UInt8(ascii: "+")) else { return text }
         var out: [UInt8] = []
         let bytes = Array(text.utf8)
@@ -70,7 +56,7 @@ enum SessionMacros {
 
     /// The client name for the verdict line: the MTA's verified name, or "unknown" where it
     /// has none (Postfix writes "unknown", libmilter "[203.0.113.5]").
-    static func clientName(_ hostname: String) -> String {
+    public static func clientName(_ hostname: String) -> String {
         hostname.isEmpty || hostname.hasPrefix("[") ? "unknown" : hostname
     }
 }

@@ -3,14 +3,14 @@ import Glibc
 #endif
 
 /// The user and group the worker runs as and gives the unix socket to (--user, --group).
-struct Identity: Equatable, Sendable {
+package struct Identity: Equatable, Sendable {
     var userName: String?
     var uid: uid_t?
     var gid: gid_t?
 
     /// Looks the names up (a number is taken as an id when no such name exists). With
     /// --user alone, the group is the user's primary group.
-    static func resolve(user: String?, group: String?) throws(DaemonError) -> Identity {
+    package static func resolve(user: String?, group: String?) throws(DaemonError) -> Identity {
         var identity = Identity()
         if let user {
             guard let entry = getpwnam(user) ?? UInt32(user).flatMap({ getpwuid($0) }) else {

@@ -1,1 +1,0 @@
-../connector-milter/SessionMacros.swift
