@@ -8,12 +8,12 @@ enum LogPriority: Sendable, Comparable {
 }
 
 /// Where the daemon's lines go. Every sink writes one line per message: control
-/// characters are escaped, never written raw (SPEC section 6).
+/// characters are escaped, never written raw (docs/verdict-line.md).
 protocol LogSink: Sendable {
     func log(_ priority: LogPriority, _ message: String)
 }
 
-/// syslog, facility mail, ident "connector-milter", with the pid (SPEC section 6).
+/// syslog, facility mail, ident "connector-milter", with the pid (docs/verdict-line.md).
 struct SyslogSink: LogSink {
     init(ident: String = "connector-milter") {
         SystemLog.open(ident: ident)

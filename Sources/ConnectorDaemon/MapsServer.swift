@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ConnectorPolicy
 
-// The Postfix socketmap endpoint (`run --maps-socket`, SPEC section 4): Postfix's smtp(8)
+// The Postfix socketmap endpoint (`run --maps-socket`, docs/outbound-maps.md): Postfix's smtp(8)
 // asks `tls-policy` for smtp_tls_policy_maps and trivial-rewrite(8) asks `transport` for
 // transport_maps; the answers come from OutboundMaps over the policy in force, so a reload
 // changes them at the next lookup.

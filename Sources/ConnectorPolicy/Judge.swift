@@ -1,4 +1,4 @@
-// How a message is judged: SPEC section 3, in its words and its order.
+// How a message is judged (docs/judging.md), in its words and its order.
 // Everything that decides whether a recipient is accepted lives in this file.
 
 /// What the MTA told us about the SMTP session, already decoded from its macros.

@@ -9,7 +9,7 @@ struct ConnectorMilter: ParsableCommand {
         abstract: "Inbound and outbound mail connectors for Postfix and Sendmail, as a milter.",
         discussion: """
         The policy file (default \(defaultPolicyPath)) describes the organization's accepted \
-        domains and its connectors; see README.md and SPEC.md.
+        domains and its connectors; see connectors.yaml(5).
         """,
         version: connectorMilterVersion,
         subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self]

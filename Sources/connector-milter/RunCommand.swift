@@ -7,7 +7,7 @@ import ConnectorDaemon
 
 extension LogDestination: ExpressibleByArgument {}
 
-/// `connector-milter run` (SPEC section 5).
+/// `connector-milter run`: the daemon (docs/daemon.md).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
