@@ -160,10 +160,10 @@ public enum Worker {
 
     private static func stopGracefully(log: LogSink) -> Never {
         stopping.store(true, ordering: .relaxed)
-        let deadline = Supervisor.now() + stopGrace
+        let deadline = MonotonicClock.now() + stopGrace
         var open = MilterServer.openSessions
         if open > 0 { log.log(.notice, "stopping: waiting up to \(Int(stopGrace)) s for \(open) open sessions") }
-        while open > 0 && Supervisor.now() < deadline {
+        while open > 0 && MonotonicClock.now() < deadline {
             usleep(50_000)
             open = MilterServer.openSessions
         }
@@ -176,7 +176,8 @@ public enum Worker {
         var info = stat()
         guard fstat(readinessDescriptor, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return }
         var byte: UInt8 = 0
-        _ = write(readinessDescriptor, &byte, 1)
+        // A supervisor that is gone cannot be told; it is its own exit that ends us.
+        _ = try? SystemCall.retrying("write") { write(readinessDescriptor, &byte, 1) }
         close(readinessDescriptor)
     }
 
@@ -239,6 +240,5 @@ func detachStandardStreams() {
 public func writeStderr(_ message: String, prefixed: Bool = true) {
     let text = message.split(separator: "\n", omittingEmptySubsequences: false)
         .map { (prefixed ? "connector-milter: " : "") + "\($0)\n" }.joined()
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    try? SystemCall.writeAll(STDERR_FILENO, text)
 }
