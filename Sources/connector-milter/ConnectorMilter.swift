@@ -16,7 +16,7 @@ struct ConnectorMilter: ParsableCommand {
     )
 }
 
-let defaultPolicyPath = "/etc/connector-milter/connectors.yaml"
+let defaultPolicyPath = DaemonOptions.defaultPolicyPath
 let connectorMilterVersion = "0.1.0"
 
 /// Writes one line to standard error (for messages a person reads, not verdicts).

@@ -16,10 +16,8 @@ import Glibc
 
 /// Why reading the logs stopped or fell short, with the sysexits code to leave with.
 struct LogInputError: Error, CustomStringConvertible {
-    /// EX_NOINPUT: an input file did not exist or was not readable (sysexits(3)).
-    static let noInput = ExitCode(66)
-    /// EX_DATAERR: the input data was incorrect (a corrupt or truncated gzip file).
-    static let dataError = ExitCode(65)
+    static let noInput = Sysexit.noInput.exitCode
+    static let dataError = Sysexit.dataError.exitCode
 
     let exitCode: ExitCode
     let description: String

@@ -21,7 +21,7 @@ struct Run: ParsableCommand {
             """)
 
     @Option(help: ArgumentHelp("The policy file.", valueName: "file"))
-    var config = "/etc/connector-milter/connectors.yaml"
+    var config = defaultPolicyPath
 
     @Option(help: ArgumentHelp("Where the MTA connects: unix:/path, local:/path, inet:PORT@HOST or inet6:PORT@HOST.",
                                valueName: "spec"))
