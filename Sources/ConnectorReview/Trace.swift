@@ -49,6 +49,7 @@ public struct MessageTrace: Sendable, Equatable {
     }
 
     public struct Notification: Sendable, Equatable {
+        public var time: Int64?
         public var kind: String
         public var queueID: String
     }
@@ -248,7 +249,7 @@ public struct TraceBuilder {
             unqueued.append(trace)
             if session != nil { sessions[key]?.transaction = (unqueued.count - 1, refusal.from) }
         case .notification(let queueID, let kind, let newQueueID):
-            withTrace(queueID, line) { $0.notifications.append(.init(kind: kind, queueID: newQueueID)) }
+            withTrace(queueID, line) { $0.notifications.append(.init(time: line.timestamp, kind: kind, queueID: newQueueID)) }
         case .removed(let queueID):
             withTrace(queueID, line) { $0.removed = line.timestamp }
         }

@@ -63,7 +63,7 @@ extension MessageTrace {
             text += d.tls.map { ", TLS \($0.protocol) (\($0.trust))" } ?? ", no TLS logged"
             event(d.time, 4, text)
         }
-        for n in notifications { event(nil, 5, "\(n.kind) sent as \(n.queueID)") }
+        for n in notifications { event(n.time, 5, "\(n.kind) sent as \(n.queueID)") }
         if let removed { event(removed, 6, "removed from the queue") }
         // Stable: same-second events keep the order of the journey.
         let sorted = events.enumerated().sorted { a, b in
@@ -104,7 +104,7 @@ extension MessageTrace {
             compact(["time": time(d.time), "recipient": d.recipient, "relay": d.relay, "status": d.status, "dsn": d.dsn,
                      "delay": d.delay, "detail": d.detail, "tls": tls(d.tls)])
         }
-        object["notifications"] = notifications.map { ["kind": $0.kind, "queueID": $0.queueID] }
+        object["notifications"] = notifications.map { compact(["time": time($0.time), "kind": $0.kind, "queueID": $0.queueID]) }
         return compact(object)
     }
 }

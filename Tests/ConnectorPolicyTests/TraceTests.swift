@@ -199,4 +199,93 @@ final class TraceTests: XCTestCase {
         XCTAssertEqual(builder.traces(matching: TraceQuery(queueID: "AAAA1", since: after + 1)).count, 0)
         XCTAssertEqual(builder.traces(matching: TraceQuery(queueID: "AAAA1", until: after)).count, 0)
     }
+
+    // MARK: - Logs written by the real labs
+
+    func test_realPostfixLog_fourEndingsEachInItsOwnTimeline() throws {
+        let builder = build(TraceFixtures.postfix)
+        XCTAssertEqual(builder.malformedLines, 0, builder.malformedSamples.joined(separator: "\n"))
+
+        let delivered = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "1EFE2FA2692")).first)
+        XCTAssertEqual(delivered.received.client, MailPeer(name: "mail.fabrikam.com", address: "203.0.113.7"))
+        XCTAssertEqual(delivered.received.tls, MailTLS(trust: "Trusted", protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384"))
+        XCTAssertEqual(delivered.received.certificate, "relay.contoso.com")
+        XCTAssertEqual(delivered.from, "pay@fabrikam.com")
+        XCTAssertEqual(delivered.recipientCount, 2)
+        XCTAssertEqual(delivered.judged.map(\.inbound), ["Contoso on-premises", "Contoso on-premises"])
+        let byRecipient = Dictionary(uniqueKeysWithValues: delivered.delivered.map { ($0.recipient, $0) })
+        XCTAssertEqual(byRecipient["ap@contoso.com"]?.status, "sent")
+        XCTAssertNil(byRecipient["ap@contoso.com"]?.tls)
+        XCTAssertEqual(byRecipient["ops@tls.contoso.net"]?.relay, "127.0.0.2[127.0.0.2]:43915")
+        XCTAssertEqual(byRecipient["ops@tls.contoso.net"]?.tls?.trust, "Trusted")
+        XCTAssertNotNil(delivered.removed)
+
+        let bounced = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "529CEFA2692")).first)
+        XCTAssertEqual(bounced.delivered.map(\.status), ["bounced"])
+        XCTAssertEqual(bounced.delivered.first?.dsn, "5.3.0")
+        XCTAssertEqual(bounced.notifications.map(\.queueID), ["5C42AFA27D5"])
+        let notice = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "5C42AFA27D5")).first)
+        XCTAssertEqual(notice.from, "")
+        XCTAssertEqual(notice.delivered.map(\.recipient), ["a@b.example"])
+
+        let deferred = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "7B604FA2692")).first)
+        XCTAssertEqual(deferred.delivered.map(\.status), ["deferred"])
+        XCTAssertEqual(deferred.delivered.first?.relay, "none")
+        XCTAssertNil(deferred.removed)
+
+        let refused = builder.traces(matching: TraceQuery(recipient: "c@d.example"))
+        XCTAssertEqual(refused.count, 1)
+        XCTAssertNil(refused.first?.queueID)
+        XCTAssertEqual(refused.first?.received.client, MailPeer(name: "client.example", address: "198.18.0.9"))
+        XCTAssertEqual(refused.first?.refused.map(\.reply), ["550 5.7.64 Relay access denied"])
+        XCTAssertEqual(refused.first?.judged.map(\.reason), ["relay-denied"])
+
+        // The stranger's three messages and its refusal; not the partner's, not the bounce notice.
+        XCTAssertEqual(builder.traces(matching: TraceQuery(from: "a@b.example")).count, 3)
+    }
+
+    func test_realPostfixLog_textNamesClientVerdictRelayAndStatus() throws {
+        let builder = build(TraceFixtures.postfix)
+        let trace = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "1EFE2FA2692")).first)
+        let text = trace.text(clock: LogClock(now: Date(), timeZone: utc))
+        for expected in ["message 1EFE2FA2692 (mx, postfix)",
+                         "received from mail.fabrikam.com[203.0.113.7] over TLSv1.3 (Trusted, TLS_AES_256_GCM_SHA384), certificate relay.contoso.com",
+                         "judged <ap@contoso.com>: accept, inbound Contoso on-premises (onPremises), direction originating, mode enforce",
+                         "delivered <ops@tls.contoso.net> to 127.0.0.2[127.0.0.2]:43915: sent, dsn 2.0.0",
+                         "TLS TLSv1.3 (Trusted)", "removed from the queue"] {
+            XCTAssertTrue(text.contains(expected), "\(expected) not in\n\(text)")
+        }
+        let json = trace.jsonObject(clock: LogClock(now: Date(), timeZone: utc))
+        XCTAssertTrue(JSONSerialization.isValidJSONObject(json))
+        XCTAssertEqual((json["received"] as? [String: Any])?["client"] as? String, "mail.fabrikam.com[203.0.113.7]")
+    }
+
+    func test_realSendmailLog_deliveredOverTLSAndRefusedAtRCPT() throws {
+        let builder = build(TraceFixtures.sendmail)
+        XCTAssertEqual(builder.malformedLines, 0, builder.malformedSamples.joined(separator: "\n"))
+        let delivered = try XCTUnwrap(builder.traces(matching: TraceQuery(queueID: "6B2KiBJs007576")).first)
+        XCTAssertEqual(delivered.mta, .sendmail)
+        XCTAssertEqual(delivered.received.client?.address, "127.0.9.9")
+        XCTAssertEqual(delivered.received.tls?.trust, "OK")
+        XCTAssertEqual(delivered.received.tls?.protocol, "TLSv1.3")
+        XCTAssertEqual(delivered.judged.map(\.verdict), ["accept"])
+        XCTAssertEqual(delivered.delivered.map(\.status), ["sent"])
+        XCTAssertEqual(delivered.delivered.first?.relay, "[127.0.0.1] [127.0.0.1]")
+        let refused = try XCTUnwrap(builder.traces(matching: TraceQuery(recipient: "c@d.example")).first)
+        XCTAssertEqual(refused.queueID, "6B2KiB3h007580")
+        XCTAssertEqual(refused.refused.first?.reply, "550 5.7.64 Relay access denied")
+        XCTAssertEqual(refused.judged.first?.reason, "relay-denied")
+        XCTAssertEqual(refused.received.client?.address, "127.0.9.9")
+    }
+
+    /// A log shuffled, truncated and salted with garbage still traces what it holds.
+    func test_realPostfixLog_cutAndSaltedIsNeverFatal() {
+        var lines = TraceFixtures.postfix.split(separator: "\n").map(String.init)
+        lines = lines.enumerated().map { n, line in n % 3 == 0 ? String(line.prefix(line.count / 2)) : line }
+        lines.insert("Dec 02 20:44:08 mx postfix/smtp[1]: 1EFE2FA2692: to=<x@y>, relay=\u{0}", at: 3)
+        lines.insert(String(repeating: "<", count: 10_000), at: 5)
+        let builder = build(lines.reversed().joined(separator: "\n"))
+        XCTAssertGreaterThan(builder.malformedLines, 0)
+        _ = builder.traces(matching: TraceQuery(from: "a@b.example"))
+    }
 }
