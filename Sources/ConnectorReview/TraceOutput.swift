@@ -73,7 +73,15 @@ extension MessageTrace {
             return a.offset < b.offset
         }
         for (_, e) in sorted { lines.append("  \(at(e.time))  \(e.text)") }
-        return lines.joined(separator: "\n") + "\n"
+        // Values come from a log anyone can write to: no control character reaches the terminal.
+        return lines.map(Self.printable).joined(separator: "\n") + "\n"
+    }
+
+    static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return text }
+        return String(String.UnicodeScalarView(text.unicodeScalars.map {
+            $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0
+        }))
     }
 
     /// The same facts as `text`, for JSONSerialization: absent facts are left out.

@@ -139,6 +139,8 @@ final class TraceTests: XCTestCase {
             return XCTFail("no ruleset refusal")
         }
         XCTAssertEqual(rule.stage, "check_rcpt")
+        XCTAssertEqual(event("Dec  2 20:51:01 mx sm-mta[43]: STARTTLS=client, relay=mx.fabrikam.test, version=TLSv1.3, verify=OK, cipher=TLS_AES_256_GCM_SHA384, bits=256/256"),
+                       .outboundTLS(peer: "mx.fabrikam.test", MailTLS(trust: "OK", protocol: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384")))
         XCTAssertEqual(rule.recipient, "c@d.example")
         XCTAssertFalse(rule.byMilter)
     }
@@ -178,6 +180,11 @@ final class TraceTests: XCTestCase {
         let text = m.text(clock: LogClock(now: Date(), timeZone: utc))
         XCTAssertTrue(text.contains("received from client.example[198.18.0.9] over TLSv1.3 (Anonymous"), text)
         XCTAssertTrue(text.contains("delivered <x@contoso.com> to 127.0.0.1[127.0.0.1]:4025: sent"), text)
+        // A terminal escape written into the log is not replayed on the reader's terminal.
+        let hostile = build(handMadePostfix.replacingOccurrences(of: "(250 2.0.0 Ok)", with: "(250 \u{1B}[2J Ok)"))
+        let hostileText = hostile.traces(matching: TraceQuery(queueID: "AAAA1"))[0].text(clock: LogClock(now: Date(), timeZone: utc))
+        XCTAssertFalse(hostileText.contains("\u{1B}"), hostileText)
+        XCTAssertTrue(hostileText.contains("(250 ?[2J Ok)"), hostileText)
     }
 
     func test_aVerdictWithoutMTALinesIsStillATimeline() {
