@@ -312,35 +312,47 @@ public struct TraceBuilder {
     /// client address when both are known, nearest in time (within two minutes). A verdict
     /// without one becomes a timeline of its own, so the daemon's log alone can be traced.
     private func joinUnqueuedVerdicts(queued: inout [MessageTrace], unqueued: inout [MessageTrace]) {
-        var taken = Set<[Int]>()
-        for record in unqueuedVerdicts {
-            var best: (path: [Int], distance: Int64)? = nil
-            func consider(_ trace: MessageTrace, _ path: [Int]) {
+        guard !unqueuedVerdicts.isEmpty else { return }
+        struct Place: Hashable {
+            var queued: Bool
+            var trace: Int
+            var refusal: Int
+        }
+        // Refusals by recipient and sender, so that a day of refused spam is not quadratic.
+        func key(_ recipient: String, _ from: String) -> String { recipient.lowercased() + "\u{0}" + from.lowercased() }
+        var index: [String: [Place]] = [:]
+        for (isQueued, traces) in [(true, queued), (false, unqueued)] {
+            for (t, trace) in traces.enumerated() {
                 for (n, refusal) in trace.refused.enumerated() {
-                    guard refusal.recipient?.lowercased() == record.recipient.lowercased(),
-                          (refusal.from ?? trace.from ?? "").lowercased() == record.from.lowercased(),
-                          !taken.contains(path + [n]) else { continue }
-                    if let address = record.clientAddress, let peer = refusal.client ?? trace.received.client,
-                       IPAddress(peer.address.hasPrefix("IPv6:") ? String(peer.address.dropFirst(5)) : peer.address) != address {
-                        continue
-                    }
-                    let distance: Int64
-                    if let a = record.timestamp, let b = refusal.time { distance = abs(a - b) } else { distance = 0 }
-                    guard distance <= 120 else { continue }
-                    if best.map({ distance < $0.distance }) ?? true { best = (path + [n], distance) }
+                    guard let recipient = refusal.recipient else { continue }
+                    index[key(recipient, refusal.from ?? trace.from ?? ""), default: []]
+                        .append(Place(queued: isQueued, trace: t, refusal: n))
                 }
             }
-            for (i, trace) in queued.enumerated() { consider(trace, [0, i]) }
-            for (i, trace) in unqueued.enumerated() { consider(trace, [1, i]) }
+        }
+        var taken = Set<Place>()
+        for record in unqueuedVerdicts {
+            var best: (place: Place, distance: Int64)? = nil
+            for place in index[key(record.recipient, record.from)] ?? [] where !taken.contains(place) {
+                let trace = place.queued ? queued[place.trace] : unqueued[place.trace]
+                let refusal = trace.refused[place.refusal]
+                if let address = record.clientAddress, let peer = refusal.client ?? trace.received.client,
+                   IPAddress(peer.address.hasPrefix("IPv6:") ? String(peer.address.dropFirst(5)) : peer.address) != address {
+                    continue
+                }
+                let distance: Int64
+                if let a = record.timestamp, let b = refusal.time { distance = abs(a - b) } else { distance = 0 }
+                guard distance <= 120 else { continue }
+                if best.map({ distance < $0.distance }) ?? true { best = (place, distance) }
+            }
             if let best {
-                taken.insert(best.path)
-                let i = best.path[1]
-                if best.path[0] == 0 {
-                    queued[i].judged.append(Self.judgment(record))
-                    Self.fillReceived(&queued[i], from: record)
+                taken.insert(best.place)
+                if best.place.queued {
+                    queued[best.place.trace].judged.append(Self.judgment(record))
+                    Self.fillReceived(&queued[best.place.trace], from: record)
                 } else {
-                    unqueued[i].judged.append(Self.judgment(record))
-                    Self.fillReceived(&unqueued[i], from: record)
+                    unqueued[best.place.trace].judged.append(Self.judgment(record))
+                    Self.fillReceived(&unqueued[best.place.trace], from: record)
                 }
             } else {
                 var trace = MessageTrace()
