@@ -148,7 +148,7 @@ final class CleanRootTests: XCTestCase {
         XCTAssertEqual(check.status, 0, check.output)
         XCTAssertTrue(check.output.contains("mode monitor"), check.output)
         XCTAssertTrue(try root.run(["systemctl", "is-enabled", "connector-milter"]).output == "enabled\n")
-        XCTAssertNotNil(root.read("/usr/share/man/man5/connectors.yaml.5.gz").isEmpty ? nil : true, "connectors.yaml(5) installed")
+        XCTAssertTrue(root.exists("/usr/share/man/man5/connectors.yaml.5.gz"))
         XCTAssertTrue(root.exists("/usr/share/man/man8/connector-milter.8.gz"))
         XCTAssertTrue(root.exists("/usr/share/doc/connector-milter/copyright"))
     }

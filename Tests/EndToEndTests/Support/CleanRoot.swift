@@ -26,7 +26,7 @@ enum DebianPackage {
         if built == nil {
             do {
                 let result = try LabProcess.run(["make", "-C", LabPaths.repositoryRoot, "deb"], timeout: 1800)
-                let last = result.output.split(separator: "\n").last.map(String.init) ?? ""
+                let last = result.output.split(separator: "\n").last { $0.hasSuffix(".deb") }.map(String.init) ?? ""
                 if result.succeeded, last.hasSuffix(".deb"), FileManager.default.fileExists(atPath: last) {
                     built = .success(last)
                 } else {
@@ -84,6 +84,8 @@ final class CleanRoot {
         try (hostname + "\n").write(toFile: clean.root + "/etc/hostname", atomically: true, encoding: .utf8)
         let hostsFile = (["127.0.0.1 \(hostname) mx localhost", "::1 localhost ip6-localhost"] + hosts).joined(separator: "\n") + "\n"
         try hostsFile.write(toFile: clean.root + "/etc/hosts", atomically: true, encoding: .utf8)
+        // No terminals here: a getty would wait 90 s for a serial device that never comes.
+        try LabProcess.check(["chroot", clean.root, "systemctl", "mask", "getty.target", "serial-getty@.service", "console-getty.service"])
         try FileManager.default.copyItem(atPath: file, toPath: clean.root + "/root/" + (file as NSString).lastPathComponent)
         if !debconf.isEmpty {
             try LabProcess.check(["chroot", clean.root, "debconf-set-selections"], stdin: debconf.joined(separator: "\n") + "\n")
@@ -105,7 +107,8 @@ final class CleanRoot {
             + (FileManager.default.fileExists(atPath: "/etc/apt/sources.list") ? ["/etc/apt/sources.list"] : [])
         guard !sources.isEmpty else { throw LabError("no apt sources under /etc/apt: mmdebstrap has nothing to build the clean root from") }
         // Written aside and renamed: a run cut short never leaves a half tarball as the cache.
-        let partial = image + ".partial-\(getpid())"
+        // (mmdebstrap picks its output format from the name: it must end in .tar.)
+        let partial = "\(cacheDirectory)/partial-\(getpid())-\((image as NSString).lastPathComponent)"
         defer { unlink(partial) }
         try LabProcess.check(["mmdebstrap", "--variant=minbase", "--mode=root", "--include=" + includes.joined(separator: ","),
                               suite, partial] + sources, timeout: 900)
@@ -162,7 +165,7 @@ final class CleanRoot {
     @discardableResult
     func shell(_ line: String) throws -> CommandResult { try check(["sh", "-c", line]) }
 
-    /// A file of the root, read from the host's side.
+    /// A file of the root, read from the host's side (not for /run, /tmp: see `exists`).
     func read(_ path: String) -> String {
         (try? String(contentsOfFile: root + path, encoding: .utf8)) ?? ""
     }
@@ -171,9 +174,9 @@ final class CleanRoot {
         try text.write(toFile: root + path, atomically: false, encoding: .utf8)
     }
 
+    /// Asked inside: /run there is systemd's tmpfs, which the host's side does not see.
     func exists(_ path: String) -> Bool {
-        var info = stat()
-        return lstat(root + path, &info) == 0
+        (try? run(["test", "-e", path]).succeeded) ?? false
     }
 
     /// The first reply to RCPT TO when swaks sends one message through the root's MTA on
