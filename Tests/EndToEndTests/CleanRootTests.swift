@@ -107,6 +107,9 @@ final class CleanRootTests: XCTestCase {
                         "/root/" + (deb as NSString).lastPathComponent, "sendmail", "swaks"], timeout: 600)
         try checkInstalled(root, deb: deb)
         XCTAssertNil(getgrnamInRoot(root, "postfix"), "a Sendmail host has no postfix group")
+        // Postfix's default socket cannot work here; the journal says what to change.
+        XCTAssertTrue(waitFor(timeout: 10) { self.journal(root).contains("no group postfix for the socket: set SOCKET and SOCKET_GROUP") },
+                      journal(root))
 
         // /etc/default/connector-milter: the two Sendmail lines uncommented, as docs/install.md says.
         let defaults = root.read("/etc/default/connector-milter")
