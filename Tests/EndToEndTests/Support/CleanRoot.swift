@@ -216,6 +216,19 @@ final class CleanRoot {
         return found
     }
 
+    /// systemd in the root mounts devtmpfs on its /dev, and devtmpfs is one file system for the
+    /// whole machine: journald's `/dev/log -> /run/systemd/journal/dev-log` appears on the host
+    /// too, pointing at nothing there. (A private tmpfs /dev breaks PrivateDevices= in the
+    /// unit's namespace: "unit-root/dev: No such file or directory".) Remove that link once the
+    /// root is down, so that the host's own /dev/log users (the labs) find the path free.
+    static func removeJournalLink() {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let length = readlink("/dev/log", &buffer, buffer.count - 1)
+        guard length > 0 else { return }
+        let target = String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if target == "/run/systemd/journal/dev-log" && access("/dev/log", F_OK) != 0 { unlink("/dev/log") }
+    }
+
     /// Stops systemd and with it every process of the root; removes the root unless kept.
     func stop(removeDirectory: Bool) {
         if let systemdPID { kill(systemdPID, SIGKILL) }
@@ -225,6 +238,7 @@ final class CleanRoot {
         }
         systemdPID = nil
         unsharePID = nil
+        Self.removeJournalLink()
         if removeDirectory {
             // The bind mounts lived in the namespace that just ended; nothing is mounted here.
             _ = try? LabProcess.run(["rm", "-rf", "--one-file-system", directory], timeout: 120)
