@@ -36,7 +36,7 @@ enum SmartHostSyntax {
         }
         switch DomainName.validate(String(hostPart)) {
         // A smart host is delivered to by its address records, never through MX (EOP's smart
-        // hosts; SPEC section 4 writes them `smtp:[host]:port`): the brackets are implied.
+        // hosts; the outbound maps write them `smtp:[host]:port`): the brackets are implied.
         case .success(let name): return .success(SmartHost(host: name, isBracketed: true, port: port))
         case .failure(let error):
             return .failure(Failure(message: bracketed ? "not an IP address or a domain name (\(error))" : "\(error)"))
