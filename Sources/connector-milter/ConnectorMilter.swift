@@ -12,7 +12,7 @@ struct ConnectorMilter: ParsableCommand {
         domains and its connectors; see README.md and SPEC.md.
         """,
         version: connectorMilterVersion,
-        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self]
+        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Validate.self]
     )
 }
 
