@@ -413,9 +413,10 @@ public enum PostfixWiring {
                                               + "\(policyPath) exports now", fix: [exportFix]))
                 continue
             }
-            let database = ["hash:", "lmdb:", "btree:", "cdb:"].contains { configuration[parameter].contains($0 + path) }
-            if database, let source = environment.modificationDate(of: path) {
-                let suffix = configuration[parameter].contains("lmdb:" + path) ? ".lmdb" : configuration[parameter].contains("cdb:" + path) ? ".cdb" : ".db"
+            let tables = configuration[parameter].split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" })
+            let type = tables.first { $0.hasSuffix(":" + path) }.map { String($0.dropLast(path.count + 1)) } ?? ""
+            if ["hash", "btree", "lmdb", "cdb"].contains(type), let source = environment.modificationDate(of: path) {
+                let suffix = type == "lmdb" ? ".lmdb" : type == "cdb" ? ".cdb" : ".db"
                 let built = environment.modificationDate(of: path + suffix)
                 if built.map({ $0 < source }) ?? true {
                     findings.append(WiringFinding("\(path)\(suffix) is \(built == nil ? "missing" : "older than \(path)"): "

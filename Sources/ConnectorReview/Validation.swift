@@ -179,7 +179,7 @@ public struct CertificateFacts: Sendable, Equatable, Codable {
 
     /// Whole days until notAfter (negative: expired that many days ago).
     public func daysToExpiry(now: Date) -> Int? {
-        notAfter.map { Int(($0.timeIntervalSince(now) / 86_400).rounded(.down)) }
+        notAfter.map { Int(($0.timeIntervalSince(now) / 86_400).rounded(.towardZero)) }
     }
 
     /// Reads `openssl x509 -noout -subject -issuer -enddate -ext subjectAltName -nameopt RFC2253`.

@@ -59,9 +59,16 @@ public struct OutboundValidator: Sendable {
                 "no next hop to check: it has no smart hosts and no exact recipient domain; "
                     + "name a domain it delivers to with --domain"])
         }
+        let answering = Dictionary(maps.smartHostKeys.map { ($0.key, $0.connector) }, uniquingKeysWith: { first, _ in first })
         let hosts = hops.map { hop in
-            probe(nextHop: hop, requirement: Validation.requirement(maps: maps, nextHop: hop, siteLevel: siteLevel),
-                  recipients: recipients)
+            var report = probe(nextHop: hop, requirement: Validation.requirement(maps: maps, nextHop: hop, siteLevel: siteLevel),
+                               recipients: recipients)
+            // Postfix keys its TLS policy by next hop: one answer for every connector there.
+            if let other = answering[hop], other.name != connector.name {
+                report.warnings.append("this smart host is shared with connector \"\(other.name)\", whose tlsSettings "
+                                       + "(\(other.tlsSettings?.rawValue ?? "none")) Postfix applies to both: one TLS policy per next hop")
+            }
+            return report
         }
         return ConnectorValidation(connector: connector.name, hosts: hosts)
     }
