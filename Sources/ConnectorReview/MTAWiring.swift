@@ -271,8 +271,8 @@ public enum PostfixWiring {
             case .notAccessible(let why):
                 findings.append(WiringFinding("Postfix (user \(user)) cannot connect to \(path): \(why)",
                                               fix: ["run the daemon with --group \(Self.primaryGroup(of: user) ?? "postfix") "
-                                                    + "(it makes the socket mode 0660 for that group), or: chgrp "
-                                                    + "\(Self.primaryGroup(of: user) ?? "postfix") \(path) && chmod 0660 \(path)"]))
+                                                    + "(it makes the socket mode 0660 for that group)",
+                                                    "or: chgrp \(Self.primaryGroup(of: user) ?? "postfix") \(path) && chmod 0660 \(path)"]))
             }
         }
 
@@ -362,8 +362,8 @@ public enum PostfixWiring {
                 + "smtp_tls_security_level for every destination)" : "smart hosts are never used (Postfix delivers by MX or relayhost)"
             let others = value.isEmpty ? "" : ", " + value
             findings.append(WiringFinding("\(parameter) \(value.isEmpty ? "is empty" : "is \"\(value)\""): \(what)",
-                                          fix: ["\(edit) '\(parameter) = \(wanted)\(others)'"
-                                                + " (and run the daemon with --maps-socket \(maps))"]))
+                                          fix: ["\(edit) '\(parameter) = \(wanted)\(others)'",
+                                                "and run the daemon with --maps-socket \(maps)"]))
             if chrooted, case .unix(let path) = maps, MilterEndpoint.inside(path, queue) == nil {
                 findings.append(WiringFinding("\(program) is chrooted in \(queue) and cannot reach \(path)",
                                               fix: ["run the daemon with --maps-socket unix:\(queue)/connector-milter/maps.sock"]))
@@ -402,8 +402,10 @@ public enum PostfixWiring {
             let directory = (path as NSString).deletingLastPathComponent
             let name = (path as NSString).lastPathComponent
             let fresh = OutboundExport.postfix(set, source: policyPath, directory: directory).first { $0.name == name }
-            let exportFix = "connector-milter export postfix --config \(policyPath) --output \(directory) && postmap "
-                + "\(directory)/tls_policy && postmap \(directory)/transport && \(postconf(configuration).replacingOccurrences(of: "postconf", with: "postfix")) reload"
+            let postmap = postconf(configuration).replacingOccurrences(of: "postconf", with: "postmap")
+            let postfix = postconf(configuration).replacingOccurrences(of: "postconf", with: "postfix")
+            let exportFix = "connector-milter export postfix --config \(policyPath) --output \(directory) && \(postmap) "
+                + "\(directory)/tls_policy && \(postmap) \(directory)/transport && \(postfix) reload"
             guard let current = environment.contents(of: path) else {
                 findings.append(WiringFinding("\(parameter) names \(path), which does not exist", fix: [exportFix]))
                 continue
@@ -420,7 +422,7 @@ public enum PostfixWiring {
                 let built = environment.modificationDate(of: path + suffix)
                 if built.map({ $0 < source }) ?? true {
                     findings.append(WiringFinding("\(path)\(suffix) is \(built == nil ? "missing" : "older than \(path)"): "
-                                                  + "Postfix reads the postmap'ed file", fix: ["postmap \(path)"]))
+                                                  + "Postfix reads the postmap'ed file", fix: [postconf(configuration).replacingOccurrences(of: "postconf", with: "postmap") + " " + path]))
                 }
             }
         }
