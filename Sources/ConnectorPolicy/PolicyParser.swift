@@ -385,6 +385,7 @@ enum PolicyKeys {
         "restrictDomainsToCertificate": .inboundPartner, "associatedAcceptedDomains": .inboundPartner,
         "recipientDomains": .outbound, "smartHosts": .outbound, "useMXRecord": .outbound,
         "tlsSettings": .outbound, "tlsDomain": .outbound, "requireTlsReceipt": .outbound,
+        "validationRecipients": .outbound,
         "allAcceptedDomains": .outboundOnPremises,
     ]
     static func scope(of key: String) -> KeyScope? { connector.first { $0.key == key }?.value }
@@ -775,6 +776,18 @@ struct PolicyReader {
                     }
                 }
             case "requireTlsReceipt": if let v = bool(entry) { c.requireTlsReceipt = v }
+            case "validationRecipients":
+                for (text, node) in strings(entry, example: "[postmaster@fabrikam.com]") ?? [] {
+                    // Sent verbatim as RCPT TO:<text>: one plain local@domain, nothing that could end the command.
+                    let at = text.lastIndex(of: "@")
+                    let domainOK = at.map { (try? DomainName.validate(String(text[text.index(after: $0)...])).get()) != nil } ?? false
+                    if let at, at > text.startIndex, domainOK, text.utf8.count <= 254,
+                       !text.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.asciiValue.map { $0 < 32 || $0 == 127 } ?? true }) {
+                        c.validationRecipients.append(text)
+                    } else {
+                        problem(node, "validationRecipients: \"\(text)\" is not an address like postmaster@fabrikam.com")
+                    }
+                }
             default: preconditionFailure("key \(entry.key) is in PolicyKeys.connector but not read")
             }
         }

@@ -129,7 +129,7 @@ struct Validate: ParsableCommand {
                     continue
                 }
                 report.connectors.append(validator.validate(connector, in: set, domains: domains,
-                                                            recipients: Self.validationRecipients(of: connector)))
+                                                            recipients: connector.validationRecipients))
             }
         }
         for name in connectors where certificate == nil {
@@ -198,9 +198,6 @@ struct Validate: ParsableCommand {
         }
         return values
     }
-
-    /// The connector's validationRecipients (EOP's key).
-    static func validationRecipients(of connector: Connector) -> [String] { [] }
 
     static func nonEmpty(_ text: String) -> String? { text.isEmpty ? nil : text }
 

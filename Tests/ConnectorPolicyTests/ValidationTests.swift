@@ -150,6 +150,27 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(OutboundValidator.nextHops(of: mx, in: set, domains: ["x.d.test", "a.test"]), ["c.test", "x.d.test"])
     }
 
+    func test_validationRecipientsAreParsedAndCheckedAsAddresses() {
+        let yaml = """
+            organization:
+              acceptedDomains: [contoso.com]
+            connectors:
+              - name: Bank
+                direction: outbound
+                type: partner
+                recipientDomains: [bank.test]
+                validationRecipients: [postmaster@bank.test, "a b@bank.test", "x@bank.test>", nobody, "@bank.test"]
+            """
+        guard case .failure(let errors) = PolicyParser.parse(yaml, file: "p") else { return XCTFail("accepted bad addresses") }
+        let text = "\(errors)"
+        for bad in ["a b@bank.test", "x@bank.test>", "nobody", "@bank.test"] {
+            XCTAssertTrue(text.contains("validationRecipients: \"\(bad)\" is not an address"), text)
+        }
+        XCTAssertFalse(text.contains("postmaster@bank.test\" is not"), text)
+        let good = yaml.replacingOccurrences(of: ", \"a b@bank.test\", \"x@bank.test>\", nobody, \"@bank.test\"", with: "")
+        XCTAssertEqual(try PolicyParser.parse(good, file: "p").get().connectors[0].validationRecipients, ["postmaster@bank.test"])
+    }
+
     // MARK: Lint
 
     func lint(_ connectors: String, accepted: String = "[contoso.com]") -> [String] {
