@@ -118,6 +118,49 @@ final class ValidateTests: LabTestCase {
         print("validate outbound test: \(String(format: "%.1f", Date().timeIntervalSince(began))) s")
     }
 
+    /// validationRecipients against a Postfix whose milter (the daemon) refuses relaying for a
+    /// client no onPremises connector names: the accepted domain's recipient is taken, the
+    /// foreign one refused, and no message is sent.
+    func testValidationRecipientsAreAskedAfterStartTLSAndNothingIsSent() throws {
+        let lab = try startLab()
+        func policy(_ recipients: String) -> String {
+            """
+            organization:
+              acceptedDomains: [contoso.com]
+            connectors:
+              - name: Self
+                direction: outbound
+                type: partner
+                recipientDomains: [fabrikam.test]
+                smartHosts: ["[127.0.0.1]:\(lab.smtpPort)"]
+                tlsSettings: encryptionOnly
+                validationRecipients: [\(recipients)]
+            """
+        }
+        let policyPath = try lab.writeFile("connectors.yaml", contents: policy("anne@contoso.com, bob@elsewhere.test"))
+        try lab.startDaemon(config: policyPath)
+        let binary = try ConnectorMilterBinary.binaryPath()
+        let refused = try LabProcess.run([binary, "validate", "--config", policyPath, "--postfix-config", lab.configDirectory])
+        XCTAssertEqual(refused.status, 1, refused.output)
+        XCTAssertTrue(refused.output.contains("RCPT TO:<anne@contoso.com>: 250 2.1.5 Ok"), refused.output)
+        XCTAssertTrue(refused.output.range(of: #"RCPT TO:<bob@elsewhere\.test>: 5\d\d "#, options: .regularExpression) != nil,
+                      refused.output)
+        XCTAssertTrue(refused.output.contains("does not deliver: the host refuses RCPT TO:<bob@elsewhere.test>"), refused.output)
+        // The daemon judged the refused recipient (an accepted one is logged with its message,
+        // and there is none): the RCPT really went through the session.
+        let verdicts = try lab.waitForVerdicts(count: 1)
+        XCTAssertTrue(verdicts.contains { $0.contains("verdict=reject") && $0.contains("bob@elsewhere.test") }, "\(verdicts)")
+        XCTAssertTrue(lab.maillog().contains("TLS connection established from localhost[127.0.0.1]"), lab.maillog())
+
+        try lab.writeFile("connectors.yaml", contents: policy("anne@contoso.com"))
+        let accepted = try LabProcess.run([binary, "validate", "--config", policyPath, "--postfix-config", lab.configDirectory])
+        XCTAssertEqual(accepted.status, 0, accepted.output)
+        XCTAssertTrue(accepted.output.contains("verdict: delivers under this connector"), accepted.output)
+        // RSET and QUIT, never DATA: nothing was queued or delivered.
+        XCTAssertFalse(lab.maillog().contains("message-id="), lab.maillog())
+        XCTAssertEqual(lab.deliveries().count, 0)
+    }
+
     // MARK: - Inbound: a client certificate
 
     func testACertificateIsMatchedToItsConnectorOnlyWhenTheCATrustsIt() throws {
