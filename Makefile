@@ -1,7 +1,7 @@
 # connector-milter: the commands README.md names.
 SWIFT ?= swift
 
-.PHONY: build test bench bench-throughput bench-maps soak fuzz man demo clean
+.PHONY: build test bench bench-throughput bench-maps soak fuzz man demo clean deb
 
 build:
 	$(SWIFT) build
@@ -18,6 +18,10 @@ clean:
 
 demo:
 	bash scripts/demo.sh
+
+# The Debian package: .build-deb/connector-milter_VERSION_amd64.deb (static Swift, lintian-checked).
+deb:
+	bash scripts/build-deb
 
 # Postfix throughput: no milter, a pass-through C milter, connector-milter with 1,000 connectors.
 bench-throughput:

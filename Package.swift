@@ -18,10 +18,11 @@ let package = Package(
             pkgConfig: "milter",
             providers: [.apt(["libmilter-dev"])]
         ),
-        // The C variadics Swift cannot call (smfi_setmlreply, syslog), wrapped in fixed-arity shims.
-        .target(name: "CMilterShim", dependencies: ["CMilter"], path: "CMilterShim"),
+        // syslog, a C variadic Swift cannot call, wrapped in a fixed-arity shim.
+        .target(name: "CMilterShim", path: "CMilterShim"),
         // The Swift face of libmilter: the only importer of CMilter.
-        .target(name: "Milter", dependencies: ["CMilter", "CMilterShim"]),
+        // It speaks in the policy core's SMTPReply, so a refusal crosses with one type.
+        .target(name: "Milter", dependencies: ["CMilter", "CMilterShim", "ConnectorPolicy"]),
         // Pure Swift: policy model, parser, attribution and verdicts, and the decoding of the
         // MTA's macros into session facts. No libmilter, no syslog, no sockets.
         .target(name: "ConnectorPolicy", dependencies: ["Yams"]),

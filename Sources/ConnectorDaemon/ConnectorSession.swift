@@ -3,6 +3,9 @@ import Milter
 
 /// Makes a session per SMTP connection, each pinned to the policy in force when it connected.
 final class ConnectorSessionFactory: MilterSessionFactory {
+    /// "N connectors", for the startup and reload lines.
+    static func describe(_ store: PolicyStore) -> String { "\(store.current.policy.connectors.count) connectors" }
+
     let store: PolicyStore
     let log: any LogSink
 
@@ -78,9 +81,7 @@ final class ConnectorSession: MilterSession {
         let decision = policy.judge(session: facts, from: from, recipient: recipient)
         if let refusal = decision.enforcedRefusal {
             logVerdict(decision, recipient: recipient, queueID: context.macro("i"))
-            guard let reply = SMTPReply(code: refusal.reply.code, enhancedCode: refusal.reply.enhancedCode,
-                                        text: refusal.reply.text) else { throw SessionError.invalidReply(refusal.reply.description) }
-            return .refuse(reply)
+            return .refuse(refusal.reply)
         }
         accepted.append((decision, recipient))
         return .proceed
@@ -148,12 +149,10 @@ final class ConnectorSession: MilterSession {
 
 enum SessionError: Error, CustomStringConvertible {
     case recipientBeforeMail
-    case invalidReply(String)
 
     var description: String {
         switch self {
         case .recipientBeforeMail: return "RCPT without MAIL: the MTA and the milter disagree on the session state"
-        case .invalidReply(let reply): return "policy reply \(reply) is not a valid SMTP reply"
         }
     }
 }

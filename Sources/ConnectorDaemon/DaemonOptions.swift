@@ -9,6 +9,9 @@ public enum LogDestination: String, CaseIterable, Sendable {
 
 /// The options of `run`, checked and with absolute paths (the daemon changes to "/").
 public struct DaemonOptions: Sendable {
+    /// Where `run`, `check` and the other commands look for the policy without --config.
+    public static let defaultPolicyPath = "/etc/connector-milter/connectors.yaml"
+
     var configPath: String
     var socket: SocketSpec
     /// The socketmap endpoint (MapsServer), if any.

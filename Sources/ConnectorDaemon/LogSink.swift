@@ -8,12 +8,12 @@ enum LogPriority: Sendable, Comparable {
 }
 
 /// Where the daemon's lines go. Every sink writes one line per message: control
-/// characters are escaped, never written raw (SPEC section 6).
+/// characters are escaped, never written raw (docs/verdict-line.md).
 protocol LogSink: Sendable {
     func log(_ priority: LogPriority, _ message: String)
 }
 
-/// syslog, facility mail, ident "connector-milter", with the pid (SPEC section 6).
+/// syslog, facility mail, ident "connector-milter", with the pid (docs/verdict-line.md).
 struct SyslogSink: LogSink {
     init(ident: String = "connector-milter") {
         SystemLog.open(ident: ident)
@@ -30,15 +30,8 @@ struct StderrSink: LogSink {
     func log(_ priority: LogPriority, _ message: String) {
         let line = "\(LogLine.timestamp()) connector-milter[\(getpid())]: \(priority): "
             + LogLine.escapingControlCharacters(message) + "\n"
-        var bytes = Array(line.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            offset += written
-        }
-        bytes.removeAll()
+        // A log line that cannot be written has nowhere else to go.
+        try? SystemCall.writeAll(STDERR_FILENO, line)
     }
 }
 

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ConnectorPolicy
 
-// The Postfix socketmap endpoint (`run --maps-socket`, SPEC section 4): Postfix's smtp(8)
+// The Postfix socketmap endpoint (`run --maps-socket`, docs/outbound-maps.md): Postfix's smtp(8)
 // asks `tls-policy` for smtp_tls_policy_maps and trivial-rewrite(8) asks `transport` for
 // transport_maps; the answers come from OutboundMaps over the policy in force, so a reload
 // changes them at the next lookup.
@@ -66,8 +66,9 @@ final class MapsServer: @unchecked Sendable {
             let events = connection.output.isEmpty ? POLLIN : POLLOUT
             descriptors.append(pollfd(fd: connection.descriptor, events: Int16(events), revents: 0))
         }
-        let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
-        let now = Supervisor.now()
+        // An interrupted poll is one round with nothing to do: the caller polls again.
+        let ready = (try? SystemCall.retrying("poll") { poll(&descriptors, nfds_t(descriptors.count), timeout) }) ?? 0
+        let now = MonotonicClock.now()
         if ready > 0 {
             for (index, polled) in descriptors.enumerated().dropFirst() where polled.revents != 0 {
                 let connection = connections[index - 1]
@@ -94,18 +95,17 @@ final class MapsServer: @unchecked Sendable {
         while true {
             // Glibc does not export accept4: accept, then set the flags (only this thread
             // accepts, and the worker never execs, so close-on-exec is belt and braces).
-            let descriptor = accept(listener, nil, nil)
-            if descriptor >= 0 {
-                _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
-                _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
-            }
-            if descriptor < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno != EAGAIN && errno != EWOULDBLOCK {
-                    complain(now: now, "maps socket: accept: \(String(cString: strerror(errno)))")
-                }
+            let descriptor: Int32
+            do {
+                descriptor = try SystemCall.retrying("accept") { accept(listener, nil, nil) }
+            } catch where error.errno == ECONNABORTED {
+                continue
+            } catch {
+                if !error.wouldBlock { complain(now: now, "maps socket: \(error)") }
                 return
             }
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
             guard connections.count < Self.maximumConnections else {
                 close(descriptor)
                 complain(now: now, "maps socket: \(Self.maximumConnections) connections open, refusing more")
@@ -117,8 +117,16 @@ final class MapsServer: @unchecked Sendable {
 
     private func receive(_ connection: Connection) {
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        let count = buffer.withUnsafeMutableBytes { recv(connection.descriptor, $0.baseAddress, $0.count, 0) }
-        if count < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) { return }
+        let count: Int
+        do {
+            count = try SystemCall.retrying("recv") {
+                buffer.withUnsafeMutableBytes { recv(connection.descriptor, $0.baseAddress, $0.count, 0) }
+            }
+        } catch where error.wouldBlock {
+            return
+        } catch {
+            count = 0
+        }
         guard count > 0 else {  // EOF or an error: the peer is gone, mid-request or not
             drop(connection)
             return
@@ -155,18 +163,25 @@ final class MapsServer: @unchecked Sendable {
     private func refuse(_ connection: Connection, _ reply: String) {
         connection.output += Netstring.encode(Array(reply.utf8))
         connection.closeWhenFlushed = true
-        complain(now: Supervisor.now(), "maps socket: \(reply.dropFirst(5)); closing the connection")
+        complain(now: MonotonicClock.now(), "maps socket: \(reply.dropFirst(5)); closing the connection")
     }
 
     private func flush(_ connection: Connection) {
         guard connection.descriptor >= 0 else { return }
         while !connection.output.isEmpty {
             // MSG_NOSIGNAL: a peer that hung up must not raise SIGPIPE, which kills the worker.
-            let sent = connection.output.withUnsafeBytes {
-                send(connection.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            let sent: Int
+            do {
+                sent = try SystemCall.retrying("send") {
+                    connection.output.withUnsafeBytes {
+                        send(connection.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                    }
+                }
+            } catch where error.wouldBlock {
+                return
+            } catch {
+                sent = 0
             }
-            if sent < 0 && errno == EINTR { continue }
-            if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
             guard sent > 0 else {
                 drop(connection)
                 return
@@ -212,24 +227,18 @@ final class MapsServer: @unchecked Sendable {
                 }
                 unlink(path)
             }
-            let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard descriptor >= 0 else { throw DaemonError.system(.osError, "socket") }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-                for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
+            let descriptor: Int32
+            do {
+                descriptor = try SystemCall.unixStreamSocket()
+            } catch {
+                throw DaemonError(.osError, "socket", error)
             }
             let previous = umask(0o117)  // born 0660: never a moment when others could connect
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
+            let bound = Result { () throws(SystemCallError) in try SystemCall.bind(descriptor, unixPath: path) }
             umask(previous)
-            guard bound == 0 else {
-                let error = DaemonError.system(.cantCreate, "cannot create the maps socket \(path)")
+            if case .failure(let error) = bound {
                 close(descriptor)
-                throw error
+                throw DaemonError(.cantCreate, "cannot create the maps socket \(path)", error)
             }
             do {
                 try identity.takeOwnership(ofSocket: path)

@@ -7,6 +7,9 @@ package struct Identity: Equatable, Sendable {
     var userName: String?
     var uid: uid_t?
     var gid: gid_t?
+    /// The user's own primary group: kept as a supplementary group when --group names
+    /// another (the MTA's), so that a policy file `root:USER 0640` stays readable.
+    var userGid: gid_t?
 
     /// Looks the names up (a number is taken as an id when no such name exists). With
     /// --user alone, the group is the user's primary group.
@@ -19,6 +22,7 @@ package struct Identity: Equatable, Sendable {
             identity.userName = String(cString: entry.pointee.pw_name)
             identity.uid = entry.pointee.pw_uid
             identity.gid = entry.pointee.pw_gid
+            identity.userGid = entry.pointee.pw_gid
         }
         if let group {
             guard let entry = getgrnam(group) ?? UInt32(group).flatMap({ getgrgid($0) }) else {
@@ -44,12 +48,14 @@ package struct Identity: Equatable, Sendable {
 
     /// Gives the socket to the milter's user and group, mode 0660: the MTA's group
     /// connects, nobody else does (Sendmail also refuses a world-writable socket).
+    /// chmod first, while root still owns it: chmod of another user's file needs
+    /// CAP_FOWNER, which the systemd unit does not grant.
     func takeOwnership(ofSocket path: String) throws(DaemonError) {
-        if changesAnything, chown(path, uid ?? uid_t.max, gid ?? gid_t.max) != 0 {
-            throw DaemonError.system(.noPermission, "cannot chown socket \(path)")
-        }
         if chmod(path, 0o660) != 0 {
             throw DaemonError.system(.noPermission, "cannot chmod socket \(path)")
+        }
+        if changesAnything, chown(path, uid ?? uid_t.max, gid ?? gid_t.max) != 0 {
+            throw DaemonError.system(.noPermission, "cannot chown socket \(path)")
         }
     }
 
@@ -60,8 +66,18 @@ package struct Identity: Equatable, Sendable {
         guard changesAnything else { return }
         if let gid {
             if let userName, uid != nil {
-                guard initgroups(userName, gid) == 0 else {
+                guard initgroups(userName, userGid ?? gid) == 0 else {
                     throw DaemonError.system(.noPermission, "initgroups(\(userName))")
+                }
+                if let userGid, userGid != gid {
+                    let size = getgroups(0, nil)
+                    var groups = [gid_t](repeating: 0, count: Int(max(size, 0)) + 1)
+                    let count = getgroups(size, &groups)
+                    guard size >= 0, count >= 0 else { throw DaemonError.system(.noPermission, "getgroups") }
+                    groups[Int(count)] = gid
+                    guard setgroups(Int(count) + 1, &groups) == 0 else {
+                        throw DaemonError.system(.noPermission, "setgroups")
+                    }
                 }
             } else {
                 var groups = [gid]

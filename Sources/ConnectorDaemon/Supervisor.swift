@@ -87,14 +87,14 @@ public enum Supervisor {
         log.log(.info, "supervisor \(getpid()) started worker \(worker)")
 
         var current: pid_t? = worker
-        var startedAt = now()
+        var startedAt = MonotonicClock.now()
         var restartAt: Double?
         var nextDelay = 1.0
         var set = handledSet
         while true {
             var signal: Int32
             if let due = restartAt {
-                var timeout = timespec(interval: max(0, due - now()))
+                var timeout = timespec(interval: max(0, due - MonotonicClock.now()))
                 signal = sigtimedwait(&set, nil, &timeout)
             } else {
                 signal = sigwaitinfo(&set, nil)
@@ -105,10 +105,10 @@ public enum Supervisor {
                 switch startWorker(options) {
                 case .ready(let pid):
                     log.log(.notice, "worker \(pid) started")
-                    (current, startedAt, restartAt) = (pid, now(), nil)
+                    (current, startedAt, restartAt) = (pid, MonotonicClock.now(), nil)
                 case .failed(let error):
                     log.log(.error, "worker failed to start (\(error.message)); next attempt in \(Int(nextDelay)) s")
-                    restartAt = now() + nextDelay
+                    restartAt = MonotonicClock.now() + nextDelay
                     nextDelay = min(nextDelay * 2, maximumRestartDelay)
                 }
                 continue
@@ -128,11 +128,11 @@ public enum Supervisor {
             case SIGCHLD:
                 for (pid, status) in reapChildren() where pid == current {
                     current = nil
-                    let uptime = now() - startedAt
+                    let uptime = MonotonicClock.now() - startedAt
                     if uptime >= stableUptime { nextDelay = 1 }
                     log.log(.error, "worker \(pid) \(describe(status: status)) after \(Int(uptime)) s; "
                             + "restarting in \(Int(nextDelay)) s")
-                    restartAt = now() + nextDelay
+                    restartAt = MonotonicClock.now() + nextDelay
                     nextDelay = min(nextDelay * 2, maximumRestartDelay)
                 }
             default:
@@ -160,22 +160,26 @@ public enum Supervisor {
         defer { close(readiness) }
         var poller = pollfd(fd: readiness, events: Int16(POLLIN), revents: 0)
         var ready = false, timedOut = false
-        let deadline = now() + Double(startupTimeout)
-        while true {
-            let remaining = Int32(max(0, (deadline - now()) * 1000))
-            let polled = poll(&poller, 1, remaining)
-            if polled < 0 && errno == EINTR { continue }
-            if polled <= 0 { timedOut = true; break }
-            var byte: UInt8 = 0
-            let count = read(readiness, &byte, 1)
-            if count < 0 && errno == EINTR { continue }
-            ready = count == 1  // 0: EOF, the worker is exiting without readiness
-            break
+        let deadline = MonotonicClock.now() + Double(startupTimeout)
+        do {
+            // Retried after a signal with what is left of the time, not the whole of it.
+            let polled = try SystemCall.retrying("poll") {
+                poll(&poller, 1, Int32(max(0, (deadline - MonotonicClock.now()) * 1000)))
+            }
+            if polled == 0 {
+                timedOut = true
+            } else {
+                var byte: UInt8 = 0
+                // 0: EOF, the worker is exiting without readiness
+                ready = try SystemCall.retrying("read") { read(readiness, &byte, 1) } == 1
+            }
+        } catch {
+            timedOut = error.call == "poll"
         }
         if ready { return .ready(pid) }
         if timedOut { kill(pid, SIGKILL) }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        _ = try? SystemCall.waitForChild(pid, status: &status)
         if timedOut {
             return .failed(DaemonError(.tempFail, "worker \(pid) did not become ready within \(startupTimeout) s"))
         }
@@ -195,9 +199,12 @@ public enum Supervisor {
     /// This executable with the normalized arguments plus --worker. The readiness pipe's write
     /// end becomes descriptor 3; everything else we opened is close-on-exec.
     static func spawnWorker(arguments: [String]) throws(DaemonError) -> (pid_t, Int32) {
-        var ends: [Int32] = [0, 0]
-        guard makePipe(&ends) else { throw DaemonError.system(.osError, "pipe") }
-        var (readEnd, writeEnd) = (ends[0], ends[1])
+        var (readEnd, writeEnd): (Int32, Int32)
+        do {
+            (readEnd, writeEnd) = try SystemCall.makePipe()
+        } catch {
+            throw DaemonError(.osError, "pipe", error)
+        }
         if writeEnd == Worker.readinessDescriptor {
             // dup2 onto itself would keep close-on-exec: move it out of the way first.
             let moved = fcntl(writeEnd, F_DUPFD_CLOEXEC, 10)
@@ -239,30 +246,34 @@ public enum Supervisor {
     /// while) and exits; SIGKILL if it lingers.
     static func stopWorker(_ pid: pid_t, log: LogSink) {
         kill(pid, SIGUSR2)
-        let deadline = now() + stopTimeout
+        let deadline = MonotonicClock.now() + stopTimeout
         var children = sigset_t()
         sigemptyset(&children)
         sigaddset(&children, SIGCHLD)
         while true {
             var status: Int32 = 0
-            let reaped = waitpid(pid, &status, WNOHANG)
-            if reaped == pid || (reaped < 0 && errno == ECHILD) { return }
-            let remaining = deadline - now()
+            do {
+                if try SystemCall.waitForChild(pid, status: &status, options: WNOHANG) == pid { return }
+            } catch where error.errno == ECHILD {
+                return
+            } catch {}
+            let remaining = deadline - MonotonicClock.now()
             if remaining <= 0 { break }
             var timeout = timespec(interval: min(remaining, 1))
             _ = sigtimedwait(&children, nil, &timeout)
         }
         log.log(.warning, "worker \(pid) did not stop within \(Int(stopTimeout)) s: killing it")
         kill(pid, SIGKILL)
-        while waitpid(pid, nil, 0) < 0 && errno == EINTR {}
+        _ = try? SystemCall.waitForChild(pid, status: nil)
     }
 
     static func reapChildren() -> [(pid_t, Int32)] {
         var reaped: [(pid_t, Int32)] = []
         while true {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid <= 0 { return reaped }
+            guard let pid = try? SystemCall.waitForChild(-1, status: &status, options: WNOHANG), pid > 0 else {
+                return reaped
+            }
             reaped.append((pid, status))
         }
     }
@@ -280,28 +291,21 @@ public enum Supervisor {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw DaemonError(.cantCreate, "\(path) exists and is not a socket; not replacing it")
         }
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw DaemonError.system(.osError, "socket") }
+        let descriptor: Int32
+        do {
+            descriptor = try SystemCall.unixStreamSocket()
+        } catch {
+            throw DaemonError(.osError, "socket", error)
+        }
         defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if connected == 0 {
-            throw DaemonError(.cantCreate, "another daemon is already listening on \(path); not starting a second one")
-        }
-        switch errno {
-        case ECONNREFUSED:
+        do {
+            try SystemCall.connect(descriptor, unixPath: path)
+        } catch where error.errno == ECONNREFUSED {
             return  // stale: left by a dead daemon
-        default:
-            throw DaemonError.system(.cantCreate, "cannot check whether \(path) is in use")
+        } catch {
+            throw DaemonError(.cantCreate, "cannot check whether \(path) is in use", error)
         }
+        throw DaemonError(.cantCreate, "another daemon is already listening on \(path); not starting a second one")
     }
 
     static func removeSocket(at path: String) {
@@ -313,9 +317,10 @@ public enum Supervisor {
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard descriptor >= 0 else { throw DaemonError.system(.cantCreate, "cannot write pidfile \(path)") }
         defer { close(descriptor) }
-        var text = Array("\(getpid())\n".utf8)
-        guard write(descriptor, &text, text.count) == text.count else {
-            throw DaemonError.system(.cantCreate, "cannot write pidfile \(path)")
+        do {
+            try SystemCall.writeAll(descriptor, "\(getpid())\n")
+        } catch {
+            throw DaemonError(.cantCreate, "cannot write pidfile \(path)", error)
         }
     }
 
@@ -333,12 +338,6 @@ public enum Supervisor {
         if threads > 1 {
             throw DaemonError(.software, "internal error: \(threads) threads exist before fork()")
         }
-    }
-
-    static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
     static func exitCode(status: Int32) -> Int32? {
@@ -377,27 +376,29 @@ struct DaemonParent {
     /// Forks; the original process waits for one status byte and exits with it. Returns in
     /// the daemon, which is a session leader with no terminal, in "/".
     static func daemonize() throws(DaemonError) -> DaemonParent {
-        var ends: [Int32] = [0, 0]
-        guard makePipe(&ends) else { throw DaemonError.system(.osError, "pipe") }
+        let ends: (read: Int32, write: Int32)
+        do {
+            ends = try SystemCall.makePipe()
+        } catch {
+            throw DaemonError(.osError, "pipe", error)
+        }
         let pid = fork()
         if pid < 0 { throw DaemonError.system(.osError, "fork") }
         if pid > 0 {
-            close(ends[1])
+            close(ends.write)
             var byte: UInt8 = 0
-            var count: Int
-            repeat { count = read(ends[0], &byte, 1) } while count < 0 && errno == EINTR
-            if count == 1 { exit(Int32(byte)) }
+            if (try? SystemCall.retrying("read", { read(ends.read, &byte, 1) })) == 1 { exit(Int32(byte)) }
             writeStderr("the daemon exited during startup without saying why")
             exit(Sysexit.osError.rawValue)
         }
-        close(ends[0])
-        closeInheritedDescriptors(keeping: ends[1])
+        close(ends.read)
+        closeInheritedDescriptors(keeping: ends.write)
         setsid()
         chdir("/")
         // The original process may be gone (killed while waiting): a write to its pipe must
         // fail with EPIPE, not kill the daemon. Workers get SIGPIPE back to default.
         signal(SIGPIPE, SIG_IGN)
-        return DaemonParent(descriptor: ends[1])
+        return DaemonParent(descriptor: ends.write)
     }
 
     /// A daemon keeps nothing of the shell that started it but its standard streams (which
@@ -417,17 +418,10 @@ struct DaemonParent {
 
     func report(_ code: Int32) {
         var byte = UInt8(truncatingIfNeeded: code)
-        _ = write(descriptor, &byte, 1)
+        // The original process may be gone: then nobody is left to tell.
+        _ = try? SystemCall.retrying("write") { write(descriptor, &byte, 1) }
         close(descriptor)
     }
-}
-
-/// pipe(2) with both ends close-on-exec (Glibc does not export pipe2; the supervisor is
-/// single-threaded, so nothing can exec between the two calls).
-func makePipe(_ ends: inout [Int32]) -> Bool {
-    guard pipe(&ends) == 0 else { return false }
-    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-    return true
 }
 
 extension timespec {

@@ -6,6 +6,8 @@ import Glibc
 public enum Sysexit: Int32, Sendable {
     case ok = 0
     case usage = 64         // EX_USAGE: bad command line
+    case dataError = 65     // EX_DATAERR: input data was incorrect (a corrupt gzip log)
+    case noInput = 66       // EX_NOINPUT: an input file did not exist or was not readable
     case unavailable = 69   // EX_UNAVAILABLE: a service we need is missing
     case software = 70      // EX_SOFTWARE: internal error
     case osError = 71       // EX_OSERR: fork, exec, pipe... failed
@@ -27,7 +29,7 @@ public struct DaemonError: Error, CustomStringConvertible {
 
     /// A system call's failure, with errno's text.
     static func system(_ exit: Sysexit, _ what: String, errno code: Int32 = errno) -> DaemonError {
-        DaemonError(exit, "\(what): \(String(cString: strerror(code)))")
+        DaemonError(exit, what, SystemCallError(call: what, errno: code))
     }
 
     public var description: String { message }

@@ -3,22 +3,6 @@ import Glibc
 #endif
 import ConnectorPolicy
 import Milter
-import Synchronization
-
-/// What the policy engine brings to the worker.
-struct WorkerPlugIn: Sendable {
-    /// Makes the factory of sessions once the policy is loaded.
-    var makeFactory: @Sendable (PolicyStore, LogSink) -> MilterSessionFactory
-    /// "N connectors", for the reload and startup lines.
-    var describePolicy: @Sendable (PolicyStore) -> String
-    /// Name, actions and macros for libmilter; the worker adds the error handler.
-    var configuration: MilterConfiguration
-
-    static let connectors = WorkerPlugIn(
-        makeFactory: { store, log in ConnectorSessionFactory(store: store, log: log) },
-        describePolicy: { store in "\(store.current.policy.connectors.count) connectors" },
-        configuration: ConnectorSessionFactory.configuration)
-}
 
 /// The worker process: the one that speaks milter. It creates the socket as root, gives
 /// it away, drops privileges, loads the policy as the unprivileged user (so a reload, which
@@ -33,12 +17,10 @@ public enum Worker {
     /// The write end of the readiness pipe, placed here by the supervisor's posix_spawn.
     static let readinessDescriptor: Int32 = 3
 
-    public static func run(_ options: DaemonOptions) -> Int32 { run(options, plugIn: .connectors) }
-
-    static func run(_ options: DaemonOptions, plugIn: WorkerPlugIn) -> Int32 {
+    public static func run(_ options: DaemonOptions) -> Int32 {
         let log = options.makeLog()
         do {
-            try serve(options, plugIn: plugIn, log: log)
+            try serve(options, log: log)
             log.log(.notice, "stopped")
             return Sysexit.ok.rawValue
         } catch {
@@ -50,12 +32,13 @@ public enum Worker {
         }
     }
 
-    private static func serve(_ options: DaemonOptions, plugIn: WorkerPlugIn, log: LogSink) throws(DaemonError) {
-        let factory = LateBoundFactory()
-        var configuration = plugIn.configuration
+    private static func serve(_ options: DaemonOptions, log: LogSink) throws(DaemonError) {
+        var configuration = ConnectorSessionFactory.configuration
         configuration.errorHandler = { message in log.log(.error, "milter: \(message)") }
         do {
-            try MilterServer.register(configuration, factory: factory)
+            // Before the socket (libmilter wants it so), and so before the policy exists: the
+            // sessions' factory comes with `main`, once the policy is loaded.
+            try MilterServer.register(configuration)
         } catch {
             throw DaemonError(.software, "cannot register with libmilter: \(error)")
         }
@@ -91,8 +74,7 @@ public enum Worker {
         } catch {
             throw DaemonError(.config, String(describing: error))
         }
-        factory.target = plugIn.makeFactory(store, log)
-        try startThread { reloadOnSignal(store: store, path: options.configPath, plugIn: plugIn, log: log) }
+        try startThread { reloadOnSignal(store: store, path: options.configPath, log: log) }
         if let mapsListener, let spec = options.mapsSocket {
             let server = MapsServer(listener: mapsListener, policy: { store.current }, log: log)
             try startThread { server.run() }
@@ -102,9 +84,9 @@ public enum Worker {
         reportReadiness()
         if !options.foreground { detachStandardStreams() }
         log.log(.notice, "listening on \(options.socket) (libmilter \(MilterServer.libraryVersion)), "
-                + "policy \(options.configPath): \(plugIn.describePolicy(store))")
+                + "policy \(options.configPath): \(ConnectorSessionFactory.describe(store))")
         do {
-            try MilterServer.main()
+            try MilterServer.main(serving: ConnectorSessionFactory(store: store, log: log))
         } catch {
             throw DaemonError(.osError, "libmilter stopped: \(error)")
         }
@@ -132,7 +114,7 @@ public enum Worker {
     /// SIGUSR1 (the supervisor's forward of SIGHUP or SIGUSR1): reload, or keep the running
     /// policy and say why. Sessions in progress keep the policy they started with.
     /// SIGUSR2 (the supervisor's SIGTERM or SIGINT): stop gracefully.
-    private static func reloadOnSignal(store: PolicyStore, path: String, plugIn: WorkerPlugIn, log: LogSink) {
+    private static func reloadOnSignal(store: PolicyStore, path: String, log: LogSink) {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGUSR1)
@@ -143,7 +125,7 @@ public enum Worker {
             if signal == SIGUSR2 { stopGracefully(log: log) }
             do {
                 try store.reload()
-                log.log(.notice, "policy reloaded from \(path): \(plugIn.describePolicy(store))")
+                log.log(.notice, "policy reloaded from \(path): \(ConnectorSessionFactory.describe(store))")
             } catch {
                 log.log(.error, "policy reload from \(path) failed, keeping the running policy:")
                 for line in String(describing: error).split(separator: "\n") { log.log(.error, String(line)) }
@@ -156,14 +138,11 @@ public enum Worker {
     /// SIGTERM handling, drops the open sessions within its ~5 s poll interval, so it is not
     /// called; connections that arrive meanwhile are served too. Sessions still open at the
     /// deadline are cut, and Postfix tempfails them (milter_default_action): nothing is lost.
-    private static let stopping = Atomic<Bool>(false)
-
     private static func stopGracefully(log: LogSink) -> Never {
-        stopping.store(true, ordering: .relaxed)
-        let deadline = Supervisor.now() + stopGrace
+        let deadline = MonotonicClock.now() + stopGrace
         var open = MilterServer.openSessions
         if open > 0 { log.log(.notice, "stopping: waiting up to \(Int(stopGrace)) s for \(open) open sessions") }
-        while open > 0 && Supervisor.now() < deadline {
+        while open > 0 && MonotonicClock.now() < deadline {
             usleep(50_000)
             open = MilterServer.openSessions
         }
@@ -176,7 +155,8 @@ public enum Worker {
         var info = stat()
         guard fstat(readinessDescriptor, &info) == 0, info.st_mode & S_IFMT == S_IFIFO else { return }
         var byte: UInt8 = 0
-        _ = write(readinessDescriptor, &byte, 1)
+        // A supervisor that is gone cannot be told; it is its own exit that ends us.
+        _ = try? SystemCall.retrying("write") { write(readinessDescriptor, &byte, 1) }
         close(readinessDescriptor)
     }
 
@@ -196,36 +176,6 @@ public enum Worker {
     }
 }
 
-/// Registered with libmilter before the policy exists (libmilter needs smfi_register before
-/// smfi_opensocket, and the policy is loaded only after privileges are dropped). `target`
-/// is set once, before smfi_main starts any thread.
-final class LateBoundFactory: MilterSessionFactory, @unchecked Sendable {
-    var target: MilterSessionFactory?
-
-    func makeSession() -> MilterSession {
-        target?.makeSession() ?? UnconfiguredSessionFactory.Session()
-    }
-}
-
-/// Until the policy engine is plugged in: fail closed, like Postfix does for a
-/// configuration problem, never accept.
-final class UnconfiguredSessionFactory: MilterSessionFactory {
-    package static let reply = SMTPReply(code: 451, enhancedCode: "4.3.5", text: "Server configuration problem")!
-
-    func makeSession() -> MilterSession { Session() }
-
-    final class Session: MilterSession {
-        func connect(hostname: String, address: String?, context: MilterContext) -> MilterResponse { .refuse(reply) }
-        func helo(_ name: String, context: MilterContext) -> MilterResponse { .refuse(reply) }
-        func mailFrom(_ arguments: [String], context: MilterContext) -> MilterResponse { .refuse(reply) }
-        func recipient(_ arguments: [String], context: MilterContext) -> MilterResponse { .refuse(reply) }
-        func header(name: String, value: String, context: MilterContext) -> MilterResponse { .proceed }
-        func endOfMessage(context: MilterContext) -> MilterResponse { .refuse(reply) }
-        func abort(context: MilterContext) {}
-        func close() {}
-    }
-}
-
 /// Standard streams onto /dev/null, once a daemon has no terminal to talk to.
 func detachStandardStreams() {
     let null = open("/dev/null", O_RDWR)
@@ -239,6 +189,5 @@ func detachStandardStreams() {
 public func writeStderr(_ message: String, prefixed: Bool = true) {
     let text = message.split(separator: "\n", omittingEmptySubsequences: false)
         .map { (prefixed ? "connector-milter: " : "") + "\($0)\n" }.joined()
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    try? SystemCall.writeAll(STDERR_FILENO, text)
 }

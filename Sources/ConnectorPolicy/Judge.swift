@@ -1,4 +1,4 @@
-// How a message is judged: SPEC section 3, in its words and its order.
+// How a message is judged (docs/judging.md), in its words and its order.
 // Everything that decides whether a recipient is accepted lives in this file.
 
 /// What the MTA told us about the SMTP session, already decoded from its macros.
@@ -55,18 +55,9 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case directSend = "direct-send"
 }
 
-/// An SMTP reply as the policy states it; the daemon turns it into a milter reply.
-public struct PolicyReply: Sendable, Equatable, CustomStringConvertible {
-    public let code: Int
-    public let enhancedCode: String
-    public let text: String
-    public var isPermanent: Bool { code >= 500 }
-    public var description: String { "\(code) \(enhancedCode) \(text)" }
-}
-
 public struct Refusal: Sendable, Equatable {
     public let reason: RefusalReason
-    public let reply: PolicyReply
+    public let reply: SMTPReply
 }
 
 public enum Verdict: String, Sendable {
@@ -287,19 +278,25 @@ extension PolicySet {
                         mode: mode, direction: direction, inbound: inbound, inboundType: type, outbound: outbound)
     }
 
-    package func reply(for reason: RefusalReason) -> PolicyReply {
+    package func reply(for reason: RefusalReason) -> SMTPReply {
         switch reason {
-        case .relayDenied:
-            return PolicyReply(code: 550, enhancedCode: "5.7.64", text: "Relay access denied")
-        case .partnerRestricted:
-            return PolicyReply(code: 550, enhancedCode: "5.7.51", text: "Sender not authorized by partner connector")
-        case .directSend:
-            return PolicyReply(code: 550, enhancedCode: "5.7.68", text: "Direct send not allowed from unauthorized sources")
+        case .relayDenied: return RefusalReplies.relayDenied
+        case .partnerRestricted: return RefusalReplies.partnerRestricted
+        case .directSend: return RefusalReplies.directSend
         case .tlsRequired, .certificateRequired:
             switch settings.tlsFailure {
-            case .temporary: return PolicyReply(code: 454, enhancedCode: "4.7.0", text: "TLS required")
-            case .permanent: return PolicyReply(code: 530, enhancedCode: "5.7.0", text: "Must issue a STARTTLS command first")
+            case .temporary: return RefusalReplies.tlsRequiredTemporary
+            case .permanent: return RefusalReplies.tlsRequiredPermanent
             }
         }
     }
+}
+
+/// The policy's replies, built once.
+private enum RefusalReplies {
+    static let relayDenied = SMTPReply(constant: 550, "5.7.64", "Relay access denied")
+    static let partnerRestricted = SMTPReply(constant: 550, "5.7.51", "Sender not authorized by partner connector")
+    static let directSend = SMTPReply(constant: 550, "5.7.68", "Direct send not allowed from unauthorized sources")
+    static let tlsRequiredTemporary = SMTPReply(constant: 454, "4.7.0", "TLS required")
+    static let tlsRequiredPermanent = SMTPReply(constant: 530, "5.7.0", "Must issue a STARTTLS command first")
 }

@@ -1,4 +1,4 @@
-// Outbound connectors as Postfix lookup tables (SPEC section 4): the answers the daemon's
+// Outbound connectors as Postfix lookup tables (docs/outbound-maps.md): the answers the daemon's
 // socketmap gives to smtp_tls_policy_maps ("tls-policy") and transport_maps ("transport").
 // Pure: a PolicySet and a key in, a table value (or nothing) out. The export command writes
 // the same answers as static files (OutboundExport.swift).

@@ -1,4 +1,4 @@
-// The policy file of SPEC section 2, as the administrator wrote it (after validation).
+// The policy file (docs/policy-file.md), as the administrator wrote it (after validation).
 // Names follow the EOP parameter names in lowerCamelCase, like the YAML keys.
 
 /// A whole policy file: the organization, the settings and the connectors, in file order.

@@ -1,4 +1,4 @@
-// Reads the policy file of SPEC section 2 into a `Policy`, or lists every problem in it.
+// Reads the policy file (docs/policy-file.md) into a `Policy`, or lists every problem in it.
 //
 // Three stages, each refusing what the next cannot handle safely:
 //   1. bytes: readable, at most 64 MiB, UTF-8 (`load(path:)`);
@@ -348,7 +348,7 @@ enum YAMLSyntax {
 
 // MARK: - Stage 3: the policy
 
-/// Which connectors a key belongs to (SPEC section 2).
+/// Which connectors a key belongs to (docs/policy-file.md).
 enum KeyScope {
     case every, inbound, inboundPartner, outbound, outboundOnPremises
 
@@ -377,7 +377,7 @@ enum PolicyKeys {
     static let topLevel = ["organization", "settings", "connectors"]
     static let organization = ["acceptedDomains"]
     static let settings = ["mode", "tlsFailure", "rejectDirectSend", "stampHeaders"]
-    /// In the order the SPEC lists them, which is also the order of suggestions.
+    /// In the order the policy file reference lists them, which is also the order of suggestions.
     package static let connector: KeyValuePairs<String, KeyScope> = [
         "name": .every, "direction": .every, "type": .every, "enabled": .every, "comment": .every, "mode": .every,
         "senderIPAddresses": .inbound, "tlsSenderCertificateName": .inbound, "requireTls": .inbound,
@@ -952,7 +952,7 @@ enum SmartHostSyntax {
         }
         switch DomainName.validate(String(hostPart)) {
         // A smart host is delivered to by its address records, never through MX (EOP's smart
-        // hosts; SPEC section 4 writes them `smtp:[host]:port`): the brackets are implied.
+        // hosts; the transport map writes them `smtp:[host]:port`): the brackets are implied.
         case .success(let name): return .success(SmartHost(host: name, isBracketed: true, port: port))
         case .failure(let error):
             return .failure(Failure(message: bracketed ? "not an IP address or a domain name (\(error))" : "\(error)"))

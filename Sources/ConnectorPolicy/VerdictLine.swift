@@ -1,12 +1,12 @@
-// The verdict line of SPEC section 6: one line per recipient decision, `key=value` fields that
+// The verdict line (docs/verdict-line.md): one line per recipient decision, `key=value` fields that
 // a hostile SMTP client cannot forge, whatever it puts in its addresses or names.
 //
 // The line carries every fact the judge reads, so `connector-milter simulate` can judge the
-// same recipient again under another policy. Fields beyond SPEC section 6 are appended after
-// `mode=`, never inserted: readers that know only the SPEC's fields keep working, and
+// same recipient again under another policy. Fields added since the first release are appended after
+// `mode=`, never inserted: readers that know only the first fields keep working, and
 // `VerdictLineReader` reads lines written before a field existed as "fact unknown".
 //
-// Fields added after SPEC section 6, in order:
+// Fields added since the first release, in order:
 //   auth="LOGIN"|none   the SASL login name (`{auth_authen}`), which makes a client originating.
 
 public enum VerdictLine {
@@ -15,7 +15,7 @@ public enum VerdictLine {
     public static let maximumValueLength = 512
 
     /// Every key `format` writes, in the order it writes them; `would` and `reason` appear only
-    /// when the decision has them. The SPEC's fields first, then the ones added since.
+    /// when the decision has them. The first release's fields first, then the ones added since.
     public static let keys = ["verdict", "would", "reason", "direction", "inbound", "inbound_type", "client", "tls",
                               "cert", "from", "rcpt", "outbound", "outbound_type", "mode", "auth"]
 

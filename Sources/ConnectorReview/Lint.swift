@@ -243,7 +243,7 @@ struct LintRules {
         }
     }
 
-    /// onPremises connectors are tried before partner connectors (SPEC section 3, steps 1 and
+    /// onPremises connectors are tried before partner connectors (docs/judging.md, steps 1 and
     /// 2): addresses or certificate names they share go to the organization's own servers.
     mutating func partnersOverlappingOnPremises() {
         let onPremises = enabled(.inbound, .onPremises)

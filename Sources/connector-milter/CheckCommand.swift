@@ -31,7 +31,7 @@ struct Check: ParsableCommand {
     )
 
     @Option(name: .long, help: ArgumentHelp("The policy file.", valueName: "file"))
-    var config: String = "/etc/connector-milter/connectors.yaml"
+    var config: String = defaultPolicyPath
 
     @Flag(help: "Also warn about connectors that can never match and other likely mistakes.")
     var lint = false

@@ -9,14 +9,15 @@ struct ConnectorMilter: ParsableCommand {
         abstract: "Inbound and outbound mail connectors for Postfix and Sendmail, as a milter.",
         discussion: """
         The policy file (default \(defaultPolicyPath)) describes the organization's accepted \
-        domains and its connectors; see README.md and SPEC.md.
+        domains and its connectors; see connectors.yaml(5).
         """,
         version: connectorMilterVersion,
-        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Validate.self]
+        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Trace.self,
+                      Validate.self]
     )
 }
 
-let defaultPolicyPath = "/etc/connector-milter/connectors.yaml"
+let defaultPolicyPath = DaemonOptions.defaultPolicyPath
 let connectorMilterVersion = "0.1.0"
 
 /// Writes one line to standard error (for messages a person reads, not verdicts).

@@ -1,5 +1,5 @@
 // `connector-milter export postfix|sendmail`: the outbound connectors as static MTA tables
-// (SPEC section 4). The live alternative for Postfix is `run --maps-socket`.
+// (docs/outbound-maps.md). The live alternative for Postfix is `run --maps-socket`.
 
 import ArgumentParser
 import ConnectorDaemon

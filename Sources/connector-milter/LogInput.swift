@@ -16,10 +16,8 @@ import Glibc
 
 /// Why reading the logs stopped or fell short, with the sysexits code to leave with.
 struct LogInputError: Error, CustomStringConvertible {
-    /// EX_NOINPUT: an input file did not exist or was not readable (sysexits(3)).
-    static let noInput = ExitCode(66)
-    /// EX_DATAERR: the input data was incorrect (a corrupt or truncated gzip file).
-    static let dataError = ExitCode(65)
+    static let noInput = Sysexit.noInput.exitCode
+    static let dataError = Sysexit.dataError.exitCode
 
     let exitCode: ExitCode
     let description: String
@@ -34,15 +32,25 @@ enum LogInput {
     /// end (a corrupt gzip file), whose readable part was read.
     static func read(_ paths: [String], clock: inout LogClock,
                      _ body: (VerdictLineReader.Line, () -> String) -> Void) throws -> [LogInputError] {
+        try readLines(paths) { line, complete, location in
+            let parsed = VerdictLineReader.parse(bytes: line, complete: complete, clock: &clock)
+            withoutActuallyEscaping(location) { body(parsed, $0) }
+        }
+    }
+
+    /// The same, handing on each raw line (cut lines flagged incomplete), for readers of
+    /// other programs' lines too (`trace`).
+    static func readLines(_ paths: [String],
+                          _ body: (UnsafeBufferPointer<UInt8>, Bool, () -> String) -> Void) throws -> [LogInputError] {
         var shortfalls: [LogInputError] = []
         for path in paths.isEmpty ? ["-"] : paths {
-            if let shortfall = try readOne(path, clock: &clock, body) { shortfalls.append(shortfall) }
+            if let shortfall = try readOne(path, body) { shortfalls.append(shortfall) }
         }
         return shortfalls
     }
 
-    private static func readOne(_ path: String, clock: inout LogClock,
-                                _ body: (VerdictLineReader.Line, () -> String) -> Void) throws -> LogInputError? {
+    private static func readOne(_ path: String,
+                                _ body: (UnsafeBufferPointer<UInt8>, Bool, () -> String) -> Void) throws -> LogInputError? {
         let name = path == "-" ? "(standard input)" : path
         var fd: Int32 = 0
         if path != "-" {
@@ -71,7 +79,7 @@ enum LogInput {
         var lineNumber = 0
         func handle(_ line: UnsafeBufferPointer<UInt8>, _ complete: Bool) {
             lineNumber += 1
-            body(VerdictLineReader.parse(bytes: line, complete: complete, clock: &clock), { "\(name):\(lineNumber)" })
+            body(line, complete, { "\(name):\(lineNumber)" })
         }
         while n > 0 {
             buffer.withUnsafeBufferPointer { splitter.feed(UnsafeBufferPointer(rebasing: $0[..<n]), handle) }

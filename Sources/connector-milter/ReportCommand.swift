@@ -45,7 +45,7 @@ struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Summarize the verdict lines in syslog files: what each connector accepted and refused.",
         discussion: """
-        Reads the daemon's verdict lines (one per recipient decision, SPEC section 6) from \
+        Reads the daemon's verdict lines (one per recipient decision) from \
         syslog files, plain or gzip-compressed, and prints per connector: the messages and \
         recipients by verdict, the refusal reasons, the share of messages that came over TLS \
         and the TLS versions, the clients and sender domains most often refused, and the \

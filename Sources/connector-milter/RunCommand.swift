@@ -7,7 +7,7 @@ import ConnectorDaemon
 
 extension LogDestination: ExpressibleByArgument {}
 
-/// `connector-milter run` (SPEC section 5).
+/// `connector-milter run`: the daemon (docs/daemon.md).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -21,7 +21,7 @@ struct Run: ParsableCommand {
             """)
 
     @Option(help: ArgumentHelp("The policy file.", valueName: "file"))
-    var config = "/etc/connector-milter/connectors.yaml"
+    var config = defaultPolicyPath
 
     @Option(help: ArgumentHelp("Where the MTA connects: unix:/path, local:/path, inet:PORT@HOST or inet6:PORT@HOST.",
                                valueName: "spec"))

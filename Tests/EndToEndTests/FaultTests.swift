@@ -201,8 +201,10 @@ final class FaultTests: XCTestCase {
         // Real, effective, saved and filesystem ids: all dropped for good.
         XCTAssertEqual(ProcessInfoReader.status(worker, "Uid"), Array(repeating: String(nobody), count: 4))
         XCTAssertEqual(ProcessInfoReader.status(worker, "Gid"), Array(repeating: String(postfix), count: 4))
-        XCTAssertTrue(Set(ProcessInfoReader.status(worker, "Groups") ?? []).isSubset(of: [String(postfix)]),
-                      "no supplementary group but --group: \(ProcessInfoReader.status(worker, "Groups") ?? [])")
+        // --group, and the user's own primary group (so a policy `root:USER 0640` stays readable).
+        let nobodysGroup = try XCTUnwrap(getpwnam("nobody")).pointee.pw_gid
+        XCTAssertTrue(Set(ProcessInfoReader.status(worker, "Groups") ?? []).isSubset(of: [String(postfix), String(nobodysGroup)]),
+                      "no supplementary group but --group and the user's own: \(ProcessInfoReader.status(worker, "Groups") ?? [])")
         for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
             XCTAssertEqual(ProcessInfoReader.status(worker, set), ["0000000000000000"], set)
         }
@@ -263,6 +265,8 @@ final class FaultTests: XCTestCase {
         XCTAssertTrue(settings["ExecStartPre"]?.contains { $0.contains("connector-milter check") } ?? false)
         XCTAssertEqual(settings["ExecReload"]?.first.map { $0.contains("connector-milter check") }, true)
         XCTAssertTrue(settings["ExecReload"]?.last?.contains("-USR1") ?? false)
-        XCTAssertTrue(settings["ExecStart"]?.first?.contains("--user connector-milter --group postfix") ?? false)
+        // The socket's group follows the MTA (/etc/default/connector-milter); Postfix's by default.
+        XCTAssertTrue(settings["ExecStart"]?.first?.contains("--user connector-milter --group ${SOCKET_GROUP}") ?? false)
+        XCTAssertTrue(settings["Environment"]?.contains("SOCKET_GROUP=postfix") ?? false)
     }
 }

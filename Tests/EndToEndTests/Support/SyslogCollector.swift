@@ -103,7 +103,10 @@ final class SyslogCollector: @unchecked Sendable {
     private init() throws {
         try LabProcess.requireRoot()
         let path = Self.socketPath
-        if FileManager.default.fileExists(atPath: path) {
+        // lstat, not fileExists: a symbolic link to a journal socket that is not there (left by
+        // a systemd that ran in a container) follows to nothing, yet still blocks bind(2).
+        var info = stat()
+        if lstat(path, &info) == 0 {
             if Self.someoneListens(at: path) {
                 let owner = (try? LabProcess.run(["ss", "-xlpn"]))?.output
                     .split(separator: "\n").first { $0.contains(" \(path) ") }.map { " (\($0))" } ?? ""

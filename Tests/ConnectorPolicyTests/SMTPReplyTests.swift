@@ -1,5 +1,5 @@
 import XCTest
-@testable import Milter
+@testable import ConnectorPolicy
 
 /// A refusal's reply cannot be built invalid: libmilter drops a reply whose class does not
 /// match, and Postfix calls the milter broken.
@@ -57,11 +57,5 @@ final class SMTPReplyTests: XCTestCase {
         let percents = try XCTUnwrap(SMTPReply(code: 550, enhancedCode: "5.7.1", text: String(repeating: "%", count: 2000)))
         XCTAssertLessThanOrEqual("550 5.7.1 ".count + percents.escapedText.utf8.count, SMTPReply.maximumLength)
         XCTAssertEqual(percents.escapedText.count % 2, 0, "never half an escape")
-    }
-
-    func testInternalFailureIsATempfail() {
-        guard case .refuse(let reply) = MilterResponse.internalFailure else { return XCTFail() }
-        XCTAssertEqual(reply.code, 451)
-        XCTAssertEqual(reply.enhancedCode, "4.3.0")
     }
 }

@@ -1,6 +1,6 @@
-/// The SMTP reply of a refusal, valid by construction: libmilter's `smfi_setreply` silently
-/// drops a reply whose code and enhanced code disagree, and Postfix calls a milter broken
-/// for a class mismatch, so nothing here can hold one.
+/// The SMTP reply of a refusal, from the policy to the MTA, valid by construction:
+/// libmilter's `smfi_setreply` silently drops a reply whose code and enhanced code disagree,
+/// and Postfix calls a milter broken for a class mismatch, so nothing here can hold one.
 public struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     /// libmilter's MAXREPLYLEN: the whole "CODE ENHANCED TEXT" line, `%` already doubled.
     public static let maximumLength = 980
@@ -23,6 +23,16 @@ public struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
         // 3 digits, a space, the enhanced code, a space, then the escaped text.
         let budget = SMTPReply.maximumLength - 3 - 1 - enhancedCode.utf8.count - 1
         self.text = SMTPReply.truncate(SMTPReply.sanitize(text), escapedLength: budget)
+    }
+
+    /// A reply written in the program, like the policy's refusals. Such a reply is a
+    /// constant, so one that is not valid is a programmer error, which the first test that
+    /// meets it catches (every refusal reason is tested), never a condition to handle at run time.
+    public init(constant code: Int, _ enhancedCode: String, _ text: String) {
+        guard let reply = SMTPReply(code: code, enhancedCode: enhancedCode, text: text),
+              reply.text == text
+        else { preconditionFailure("\(code) \(enhancedCode) \(text) is not a valid SMTP reply") }
+        self = reply
     }
 
     /// A 5xx refusal is permanent (libmilter SMFIS_REJECT); a 4xx one is temporary (SMFIS_TEMPFAIL).
@@ -72,25 +82,8 @@ public struct SMTPReply: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// What a callback answers. A refusal carries its reply, so the reply's class always decides
-/// between REJECT and TEMPFAIL: a 4xx text can never travel with a REJECT.
-public enum MilterResponse: Sendable, Equatable {
-    /// SMFIS_CONTINUE.
-    case proceed
-    /// SMFIS_ACCEPT: accept without further callbacks for this message (or connection at connect).
-    case accept
-    /// SMFIS_DISCARD: accept, then silently drop the message.
-    case discard
-    /// SMFIS_REJECT (5xx) or SMFIS_TEMPFAIL (4xx), with the reply set through `smfi_setreply`.
-    case refuse(SMTPReply)
-
-    /// The answer to any internal failure: a tempfail, so the sender retries, never an accept.
-    public static let internalFailure = MilterResponse.refuse(
-        SMTPReply(code: 451, enhancedCode: "4.3.0", text: "Temporary failure in mail filter, try again later")!)
-}
-
 extension String {
-    func replacingPercent() -> String {
+    fileprivate func replacingPercent() -> String {
         var out = ""
         out.reserveCapacity(utf8.count)
         for character in self {

@@ -1,0 +1,274 @@
+import CMilter
+import Synchronization
+
+/// What the bridge asks of libmilter on one connection: the `smfi_*` calls that take an
+/// SMFICTX. `Libmilter` makes them for real; tests put a recording stand-in here, so the
+/// bridge's rules (the box's lifetime, header deferral, negotiation, replies) are checked
+/// without libmilter.
+protocol LibmilterConnection {
+    /// smfi_getpriv.
+    var privateData: UnsafeMutableRawPointer? { get }
+    /// smfi_setpriv.
+    func setPrivateData(_ data: UnsafeMutableRawPointer?) -> Bool
+    /// smfi_getsymval.
+    func macro(_ name: String) -> String?
+    /// smfi_setsymlist: `list` is the macro names separated by spaces.
+    func requestMacros(_ list: String, at stage: MilterStage) -> Bool
+    /// smfi_setreply; the text has `%` doubled already.
+    func setReply(code: String, enhancedCode: String, escapedText: String) -> Bool
+    /// smfi_addheader.
+    func addHeader(name: String, value: String) -> Bool
+    /// smfi_chgheader(name, index, NULL).
+    func deleteHeader(name: String, index: Int32) -> Bool
+}
+
+/// The rules between libmilter's callbacks and the sessions. Each connection's state lives
+/// in an `Unmanaged` box stored with `smfi_setpriv`, created at xxfi_connect and released
+/// at xxfi_close.
+final class MilterBridge: @unchecked Sendable {
+    let configuration: MilterConfiguration
+    /// Set once by `MilterServer.main`, before smfi_main starts any thread (tests set it
+    /// before their first callback). Nil means no policy yet: sessions are refused.
+    var factory: MilterSessionFactory?
+
+    init(configuration: MilterConfiguration, factory: MilterSessionFactory? = nil) {
+        self.configuration = configuration
+        self.factory = factory
+    }
+
+    private func report(_ message: String) {
+        configuration.errorHandler?(message)
+    }
+
+    /// The box of a connection, or nil when there is none (xxfi_close without xxfi_connect,
+    /// or a connect that failed).
+    private func box(_ connection: LibmilterConnection) -> SessionBox? {
+        guard let pointer = connection.privateData else { return nil }
+        return Unmanaged<SessionBox>.fromOpaque(pointer).takeUnretainedValue()
+    }
+
+    /// Releases the box exactly once: the private pointer is cleared first, so a second
+    /// xxfi_close (or libmilter's "private data not NULL" check) finds nothing.
+    private func releaseBox(_ connection: LibmilterConnection) {
+        guard let pointer = connection.privateData else { return }
+        _ = connection.setPrivateData(nil)
+        let box = Unmanaged<SessionBox>.fromOpaque(pointer).takeRetainedValue()
+        box.context.stage = .abort
+        box.session?.close()
+        box.session = nil
+    }
+
+    func connect(_ connection: LibmilterConnection, hostname: String, address: String?) -> sfsistat {
+        // After "quit, new connection follows" libmilter reuses the context; close has run,
+        // but never trust that a previous box is gone.
+        releaseBox(connection)
+        guard let factory else {
+            // libmilter accepts only inside smfi_main, which starts after the factory is set:
+            // this is a bug, and a bug fails closed, like a configuration problem in Postfix.
+            report("connect: no policy loaded yet")
+            return answer(.configurationProblem, connection)
+        }
+        let box = SessionBox(session: factory.makeSession(), context: LibmilterContext(connection, stage: .connect))
+        let pointer = Unmanaged.passRetained(box).toOpaque()
+        guard connection.setPrivateData(pointer) else {
+            Unmanaged<SessionBox>.fromOpaque(pointer).release()
+            box.session?.close()
+            report("connect: smfi_setpriv failed")
+            return answer(.internalFailure, connection)
+        }
+        return call(connection, .connect) { session, context in
+            try session.connect(hostname: hostname, address: address, context: context)
+        }
+    }
+
+    /// The actions and steps to ask of the MTA, or nil to refuse the connection (libmilter
+    /// then aborts it and the MTA applies its default action, a tempfail when configured so).
+    func negotiate(_ connection: LibmilterConnection, offeredActions: UInt,
+                   offeredSteps: UInt) -> (actions: UInt, steps: UInt)? {
+        var actions = configuration.actions.rawValue
+        guard offeredActions & actions == actions else {
+            report("negotiate: the MTA offers actions 0x\(String(offeredActions, radix: 16)), "
+                   + "the milter needs 0x\(String(actions, radix: 16))")
+            return nil
+        }
+
+        // Steps we have no callback for: ask the MTA not to send them at all, when it can.
+        var steps: UInt = 0
+        for step in [SMFIP_NOBODY, SMFIP_NOUNKNOWN, SMFIP_NODATA, SMFIP_NOEOH].map(UInt.init) where offeredSteps & step != 0 {
+            steps |= step
+        }
+        if configuration.noReplyToHeaders {
+            // libmilter always offers SMFIP_NR_HDR (it fakes the reply for an MTA without it,
+            // engine.c fake_pflags), and the header callback's answer depends on it, so a
+            // connection without it cannot be served consistently.
+            guard offeredSteps & UInt(SMFIP_NR_HDR) != 0 else {
+                report("negotiate: no SMFIP_NR_HDR offered; cannot skip header replies")
+                return nil
+            }
+            steps |= UInt(SMFIP_NR_HDR)
+        }
+
+        let wanted = configuration.macros.filter { !$0.value.isEmpty && $0.key.symlistIndex != nil }
+        if !wanted.isEmpty {
+            if offeredActions & UInt(SMFIF_SETSYMLIST) != 0 {
+                actions |= UInt(SMFIF_SETSYMLIST)
+                for (stage, names) in wanted {
+                    let list = names.joined(separator: " ")
+                    if !connection.requestMacros(list, at: stage) {
+                        report("negotiate: smfi_setsymlist(\(stage), \(list)) failed")
+                    }
+                }
+            } else {
+                report("negotiate: the MTA cannot take a macro list (no SMFIF_SETSYMLIST); using its defaults")
+            }
+        }
+        return (actions, steps)
+    }
+
+    func header(_ connection: LibmilterConnection, name: String, value: String) -> sfsistat {
+        guard configuration.noReplyToHeaders else {
+            return call(connection, .header) { session, context in
+                try session.header(name: name, value: value, context: context)
+            }
+        }
+        // SMFIP_NR_HDR: the MTA expects no reply (libmilter would turn any answer into none),
+        // so a refusal is kept and given at end of message, the next step that is answered.
+        guard let box = box(connection) else {
+            report("header: no session")
+            return SMFIS_NOREPLY  // and end of message, finding no session either, tempfails
+        }
+        let response = respond(box, connection, .header) { session, context in
+            try session.header(name: name, value: value, context: context)
+        }
+        if response != .proceed && box.deferredResponse == nil { box.deferredResponse = response }
+        return SMFIS_NOREPLY
+    }
+
+    func endOfMessage(_ connection: LibmilterConnection) -> sfsistat {
+        if let box = box(connection), let deferred = box.deferredResponse {
+            box.deferredResponse = nil
+            // The message ends here without endOfMessage: the session drops it as aborted.
+            box.context.connection = connection
+            box.context.stage = .abort
+            box.session?.abort(context: box.context)
+            return answer(deferred, connection)
+        }
+        return call(connection, .endOfMessage) { session, context in try session.endOfMessage(context: context) }
+    }
+
+    func abort(_ connection: LibmilterConnection) -> sfsistat {
+        guard let box = box(connection) else { return SMFIS_CONTINUE }
+        box.deferredResponse = nil
+        box.context.connection = connection
+        box.context.stage = .abort
+        box.session?.abort(context: box.context)
+        return SMFIS_CONTINUE
+    }
+
+    func close(_ connection: LibmilterConnection) -> sfsistat {
+        releaseBox(connection)
+        return SMFIS_CONTINUE
+    }
+
+    /// Runs one session callback and turns its outcome into libmilter's answer.
+    func call(_ connection: LibmilterConnection, _ stage: MilterStage,
+              _ body: (MilterSession, MilterContext) throws -> MilterResponse) -> sfsistat {
+        guard let box = box(connection) else {
+            report("\(stage): no session for this connection")
+            return answer(.internalFailure, connection)
+        }
+        return answer(respond(box, connection, stage, body), connection)
+    }
+
+    private func respond(_ box: SessionBox, _ connection: LibmilterConnection, _ stage: MilterStage,
+                         _ body: (MilterSession, MilterContext) throws -> MilterResponse) -> MilterResponse {
+        guard let session = box.session else {
+            report("\(stage): no session for this connection")
+            return .internalFailure
+        }
+        box.context.connection = connection
+        box.context.stage = stage
+        do {
+            return try body(session, box.context)
+        } catch {
+            report("\(stage): \(error)")
+            return .internalFailure
+        }
+    }
+
+    /// The refusal's class picks REJECT or TEMPFAIL, so libmilter never drops the reply
+    /// for a class mismatch (engine.c sendreply).
+    func answer(_ response: MilterResponse, _ connection: LibmilterConnection) -> sfsistat {
+        switch response {
+        case .proceed: return SMFIS_CONTINUE
+        case .accept: return SMFIS_ACCEPT
+        case .discard: return SMFIS_DISCARD
+        case .refuse(let reply):
+            // Without the reply, the MTA still refuses with its generic text of the same class.
+            if !connection.setReply(code: String(reply.code), enhancedCode: reply.enhancedCode,
+                                    escapedText: reply.escapedText) {
+                report("smfi_setreply(\(reply)) failed")
+            }
+            return reply.isPermanent ? SMFIS_REJECT : SMFIS_TEMPFAIL
+        }
+    }
+}
+
+/// One connection's state, owned through libmilter's private pointer.
+final class SessionBox {
+    var session: MilterSession?
+    let context: LibmilterContext
+    /// A header refusal waiting for end of message (see MilterBridge.header).
+    var deferredResponse: MilterResponse?
+
+    /// Connections between xxfi_connect and xxfi_close, for a stop that lets them finish.
+    static let open = Atomic<Int>(0)
+
+    init(session: MilterSession, context: LibmilterContext) {
+        self.session = session
+        self.context = context
+        SessionBox.open.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        SessionBox.open.subtract(1, ordering: .relaxed)
+    }
+}
+
+/// The context handed to sessions: libmilter's connection during the current callback.
+final class LibmilterContext: MilterContext {
+    var connection: LibmilterConnection
+    var stage: MilterStage
+
+    init(_ connection: LibmilterConnection, stage: MilterStage) {
+        self.connection = connection
+        self.stage = stage
+    }
+
+    func macro(_ name: String) -> String? {
+        connection.macro(name)
+    }
+
+    func addHeader(name: String, value: String) throws {
+        try checkStage("addHeader")
+        try MilterHeader.validate(name: name, value: value)
+        guard connection.addHeader(name: name, value: value) else {
+            throw MilterError.libmilterFailed(call: "smfi_addheader(\(name))")
+        }
+    }
+
+    func deleteHeader(name: String, index: Int) throws {
+        try checkStage("deleteHeader")
+        try MilterHeader.validate(name: name, value: nil)
+        guard index >= 1, let position = Int32(exactly: index) else {
+            throw MilterError.invalidHeader(name: name, reason: "index \(index) is not 1-based")
+        }
+        guard connection.deleteHeader(name: name, index: position) else {
+            throw MilterError.libmilterFailed(call: "smfi_chgheader(\(name), \(index))")
+        }
+    }
+
+    private func checkStage(_ operation: String) throws {
+        guard stage == .endOfMessage else { throw MilterError.notAtEndOfMessage(operation: operation, stage: stage) }
+    }
+}
