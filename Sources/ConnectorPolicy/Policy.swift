@@ -103,6 +103,8 @@ public struct Connector: Sendable, Equatable {
     public var tlsSettings: TLSSettings? = nil
     public var tlsDomain: String? = nil
     public var requireTlsReceipt: Bool = false
+    /// Addresses `validate` asks the next hop about (RCPT TO after STARTTLS; nothing is sent).
+    public var validationRecipients: [String] = []
 
     public init(name: String, direction: Direction, type: ConnectorType) {
         self.name = name

@@ -144,6 +144,8 @@ package enum PolicyKeys {
                    "mail for this connector's recipients must also have arrived over TLS"),
         .connector("allAcceptedDomains", .outboundOnPremises, \.allAcceptedDomains, .bool,
                    "the connector delivers mail for every accepted domain"),
+        .connector("validationRecipients", .outbound, \.validationRecipients, .recipientAddresses,
+                   "addresses `validate` asks the smart hosts to accept (RCPT TO after STARTTLS); no mail is sent"),
     ]
 
     // MARK: Lookups

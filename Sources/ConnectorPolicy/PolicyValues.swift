@@ -233,6 +233,28 @@ extension ValueSyntax where Value == [IPPrefix] {
     }
 }
 
+extension ValueSyntax where Value == [String] {
+    /// Plain `local@domain` addresses, each sent verbatim as `RCPT TO:<address>`: nothing in
+    /// one may end or extend that command.
+    static var recipientAddresses: Self {
+        ValueSyntax(phrase: "list of addresses like `postmaster@fabrikam.com`", read: { reader, entry in
+            guard let items = reader.strings(entry, example: "[postmaster@fabrikam.com]") else { return nil }
+            var addresses: [String] = []
+            for (text, node) in items {
+                let at = text.lastIndex(of: "@")
+                let domainOK = at.map { (try? DomainName.validate(String(text[text.index(after: $0)...])).get()) != nil } ?? false
+                if let at, at > text.startIndex, domainOK, text.utf8.count <= 254,
+                   !text.contains(where: { $0 == " " || $0 == "<" || $0 == ">" || $0.asciiValue.map { $0 < 32 || $0 == 127 } ?? true }) {
+                    addresses.append(text)
+                } else {
+                    reader.problem(node, "\(entry.key): \"\(text)\" is not an address like postmaster@fabrikam.com")
+                }
+            }
+            return addresses
+        }, show: listDefault)
+    }
+}
+
 extension ValueSyntax where Value == [SmartHost] {
     static var smartHosts: Self {
         ValueSyntax(phrase: "list of `host`, `host:port`, `[address]`, `[address]:port`",

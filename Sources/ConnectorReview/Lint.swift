@@ -121,6 +121,8 @@ struct LintRules {
         restrictingByBoth()
         broadCertificateNames()
         onPremisesOutboundForForeignDomains()
+        sharedSmartHostsWithDifferentTLS()
+        onPremisesCertificateNamesOutsideAcceptedDomains()
     }
 
     private func enabled(_ direction: Direction, _ type: ConnectorType? = nil) -> [Int] {
@@ -321,6 +323,64 @@ struct LintRules {
                         + "domain: its mail would go to the organization's own servers; use a partner connector, or add "
                         + "the domain to acceptedDomains")
             }
+        }
+    }
+
+    /// Postfix keys its TLS policy by next hop: connectors sending to one smart host get one
+    /// answer from the socketmap, the stricter connector's (then the first in the file's), so
+    /// every other connector there has its mail sent under TLS settings it does not name.
+    mutating func sharedSmartHostsWithDifferentTLS() {
+        let winners = Dictionary(OutboundMaps(PolicySet(policy)).smartHostKeys.map { ($0.key, $0.connector.name) },
+                                 uniquingKeysWith: { first, _ in first })
+        var users: [String: [Int]] = [:]
+        var order: [String] = []
+        for i in enabled(.outbound) {
+            for host in connectors[i].smartHosts where !(users[host.description]?.contains(i) ?? false) {
+                if users[host.description] == nil { order.append(host.description) }
+                users[host.description, default: []].append(i)
+            }
+        }
+        func tls(_ c: Connector) -> String {
+            (c.tlsSettings?.rawValue ?? "no tlsSettings") + (c.tlsDomain.map { " (tlsDomain \($0))" } ?? "")
+        }
+        for key in order {
+            guard let indices = users[key], indices.count > 1,
+                  let w = indices.first(where: { connectors[$0].name == winners[key] }) else { continue }
+            let winner = connectors[w]
+            for i in indices where i != w && (connectors[i].tlsSettings != winner.tlsSettings || connectors[i].tlsDomain != winner.tlsDomain) {
+                warn(positions.item(i, \Connector.smartHosts) { $0 == key || $0.lowercased() == key },
+                     "smart host \(VerdictLine.quoted(key)) of \(label(i)) (\(tls(connectors[i]))) is also that of "
+                        + "\(reference(w)) (\(tls(winner))): Postfix keeps one TLS policy per next hop, and the socketmap "
+                        + "answers with \(VerdictLine.quoted(winner.name))'s, the stricter, so this connector's mail goes under "
+                        + "\(tls(winner)); give them the same tlsSettings, or separate smart hosts")
+            }
+        }
+    }
+
+    /// A certificate name outside the accepted domains names a server that is not the
+    /// organization's, yet an onPremises connector lets it relay as the organization.
+    mutating func onPremisesCertificateNamesOutsideAcceptedDomains() {
+        for i in enabled(.inbound, .onPremises) {
+            guard let name = connectors[i].tlsSenderCertificateName else { continue }
+            let base: String
+            switch name {
+            case .exact(let d), .wildcard(let d): base = d
+            case .any: continue
+            }
+            let inside = policy.acceptedDomains.contains { accepted in
+                switch accepted {
+                case .any: return true
+                case .exact(let d), .wildcard(let d): return DomainName.isSame(base, orSubdomainOf: d)
+                }
+            }
+            // broadCertificateNames already speaks of a wildcard above an accepted domain.
+            let broader = { if case .wildcard = name { return policy.acceptedDomains.contains { isUnder($0, base) } }; return false }()
+            guard !inside, !broader else { continue }
+            warn(positions.key(i, \Connector.tlsSenderCertificateName),
+                 "tlsSenderCertificateName \(VerdictLine.quoted(name.description)) of onPremises \(label(i)) is outside the "
+                    + "accepted domains (\(policy.acceptedDomains.map(\.description).joined(separator: ", "))): a server "
+                    + "with that certificate is not the organization's, yet may relay as it; use a name under an accepted "
+                    + "domain, or a partner connector")
         }
     }
 

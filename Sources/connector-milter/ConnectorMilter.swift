@@ -13,7 +13,7 @@ struct ConnectorMilter: ParsableCommand {
         """,
         version: connectorMilterVersion,
         subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Trace.self,
-                      PolicyReferenceCommand.self]
+                      Validate.self, PolicyReferenceCommand.self]
     )
 }
 

@@ -462,7 +462,7 @@ final class PolicyParserTests: XCTestCase {
                  expected: [#"4:74: unknown key "requireTLS" in connector "A"; did you mean "requireTls"?"#]),
             Case(rule: "an unknown key without a near miss lists the keys this kind of connector takes",
                  yaml: h + "  - {name: A, direction: outbound, type: partner, recipientDomains: [x.com], priority: 1}\n",
-                 expected: [#"4:78: unknown key "priority" in connector "A" (known keys: name, direction, type, enabled, comment, mode, recipientDomains, smartHosts, useMXRecord, tlsSettings, tlsDomain, requireTlsReceipt)"#]),
+                 expected: [#"4:78: unknown key "priority" in connector "A" (known keys: name, direction, type, enabled, comment, mode, recipientDomains, smartHosts, useMXRecord, tlsSettings, tlsDomain, requireTlsReceipt, validationRecipients)"#]),
         ])
     }
 

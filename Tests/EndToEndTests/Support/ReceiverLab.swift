@@ -6,6 +6,7 @@
 //   receiver/wrongname   CA-signed certificate, CN and DNS name other.example.test
 //   receiver/selfsigned  self-signed certificate, CN selfsigned.fabrikam.test
 //   receiver/plain       no STARTTLS at all
+//   receiver/expired     CA-signed certificate for mx.fabrikam.test whose notAfter has passed
 //
 // Whatever it accepts it discards (default_transport = discard): the proof of receipt is its
 // log (`QUEUEID: client=localhost[127.0.0.1]`, the TLS line), and the sender's
@@ -17,6 +18,7 @@ import Glibc
 final class ReceiverLab: @unchecked Sendable {
     enum Server: String, CaseIterable, Sendable {
         case good, wrongname, selfsigned, plain
+        case expired
     }
 
     static let address = "127.0.0.2"
@@ -76,6 +78,7 @@ final class ReceiverLab: @unchecked Sendable {
         try LabProcess.check(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                               "-nodes", "-keyout", certs + "/selfsigned-server.key", "-out", certs + "/selfsigned-server.crt",
                               "-days", "3650", "-subj", "/CN=selfsigned.fabrikam.test"])
+        try Self.issueExpiredServer(in: certs, ca: set.ca)
         for file in (try? fm.contentsOfDirectory(atPath: certs)) ?? [] { chmod(certs + "/" + file, 0o644) }
         try writeConfiguration()
     }
@@ -90,6 +93,20 @@ final class ReceiverLab: @unchecked Sendable {
         try LabProcess.check(["openssl", "x509", "-req", "-in", request, "-CA", ca.certificatePath, "-CAkey", ca.keyPath,
                               "-set_serial", "0x" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16),
                               "-out", "\(directory)/\(file)-server.crt", "-days", "3650", "-extfile", extensions])
+    }
+
+    /// The expired server: the right name, the lab CA, a notAfter one day in the past
+    /// (`-days -1`), so only the date keeps a verifying client from trusting it.
+    private static func issueExpiredServer(in directory: String, ca: LabCertificate) throws {
+        let name = "mx.fabrikam.test", file = "expired"
+        let key = "\(directory)/\(file)-server.key", request = "\(directory)/\(file)-server.csr"
+        let extensions = "\(directory)/\(file)-server.ext"
+        try "subjectAltName=DNS:\(name)\nextendedKeyUsage=serverAuth\n".write(toFile: extensions, atomically: true, encoding: .utf8)
+        try LabProcess.check(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                              "-keyout", key, "-out", request, "-subj", "/CN=\(name)"])
+        try LabProcess.check(["openssl", "x509", "-req", "-in", request, "-CA", ca.certificatePath, "-CAkey", ca.keyPath,
+                              "-set_serial", "0x" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16),
+                              "-out", "\(directory)/\(file)-server.crt", "-days", "-1", "-extfile", extensions])
     }
 
     private func writeConfiguration() throws {
@@ -137,6 +154,8 @@ final class ReceiverLab: @unchecked Sendable {
             smtpd(.selfsigned, ["smtpd_tls_cert_file=\(certs)/selfsigned-server.crt",
                                 "smtpd_tls_key_file=\(certs)/selfsigned-server.key"]),
             smtpd(.plain, ["smtpd_tls_security_level=none"]),
+            smtpd(.expired, ["smtpd_tls_cert_file=\(certs)/expired-server.crt",
+                             "smtpd_tls_key_file=\(certs)/expired-server.key"]),
         ].joined(separator: "\n") + "\n"
         // The sender lab's service list, without its smtpd line.
         let templatePath = LabPaths.fixtures + "/postfix/master.cf.in"
