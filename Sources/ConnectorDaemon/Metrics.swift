@@ -83,7 +83,8 @@ package final class WorkerMetrics: Sendable {
 
         var lookups: [OutboundMapName?: [LookupResult: CoreMetrics.Counter]] = [:]
         for map in OutboundMapName.allCases.map(Optional.some) + [nil] {
-            for result in LookupResult.allCases {
+            // A name that is no map of ours is always answered PERM.
+            for result in map == nil ? [.perm] : LookupResult.allCases {
                 lookups[map, default: [:]][result] = CoreMetrics.Counter(
                     label: "connector_milter_socketmap_lookups_total",
                     dimensions: [("map", map?.rawValue ?? "unknown"), ("result", result.rawValue)], factory: factory)
