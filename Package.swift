@@ -9,6 +9,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // `run --metrics` (docs/metrics.md): swift-metrics' API, exposed by swift-prometheus.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libmilter, as Debian's libmilter-dev installs it.
@@ -29,7 +32,11 @@ let package = Package(
         // The reviewing tools: the verdict-line reader, report, simulate, lint, export.
         .target(name: "ConnectorReview", dependencies: ["ConnectorPolicy", "Yams"]),
         // The daemon: sessions, socketmap and maps server, policy store, supervisor, worker.
-        .target(name: "ConnectorDaemon", dependencies: ["ConnectorPolicy", "Milter"]),
+        .target(name: "ConnectorDaemon", dependencies: [
+            "ConnectorPolicy", "Milter",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // The command line only: parses commands and calls the libraries.
         .executableTarget(
             name: "connector-milter",

@@ -8,13 +8,18 @@ final class ConnectorSessionFactory: MilterSessionFactory {
 
     let store: PolicyStore
     let log: any LogSink
+    let metrics: WorkerMetrics?
 
-    init(store: PolicyStore, log: any LogSink) {
+    init(store: PolicyStore, log: any LogSink, metrics: WorkerMetrics? = nil) {
         self.store = store
         self.log = log
+        self.metrics = metrics
     }
 
-    func makeSession() -> MilterSession { ConnectorSession(policy: store.current, log: log) }
+    func makeSession() -> MilterSession {
+        metrics?.sessionOpened()
+        return ConnectorSession(policy: store.current, log: log, metrics: metrics)
+    }
 
     /// What connector-milter asks the MTA for, per stage. A list replaces the MTA's own for
     /// that stage, so each keeps the MTA's defaults we rely on. The TLS macros are asked for at
@@ -44,15 +49,17 @@ final class ConnectorSession: MilterSession {
 
     private let policy: PolicySet
     private let log: any LogSink
+    private let metrics: WorkerMetrics?
     private var facts = SessionFacts()
     // Per message.
     private var from: EmailAddress?
     private var accepted: [(decision: Decision, recipient: EmailAddress)] = []
     private var forgedHeaders: [String: Int] = [:]  // stamped header name -> copies seen
 
-    init(policy: PolicySet, log: any LogSink) {
+    init(policy: PolicySet, log: any LogSink, metrics: WorkerMetrics? = nil) {
         self.policy = policy
         self.log = log
+        self.metrics = metrics
     }
 
     func connect(hostname: String, address: String?, context: MilterContext) throws -> MilterResponse {
@@ -78,7 +85,9 @@ final class ConnectorSession: MilterSession {
     func recipient(_ arguments: [String], context: MilterContext) throws -> MilterResponse {
         guard let from else { throw SessionError.recipientBeforeMail }
         let recipient = EmailAddress(parsing: arguments.first ?? "")
+        let judging = metrics?.startJudging()
         let decision = policy.judge(session: facts, from: from, recipient: recipient)
+        if let judging { metrics?.judged(since: judging) }
         if let refusal = decision.enforcedRefusal {
             logVerdict(decision, recipient: recipient, queueID: context.macro("i"))
             return .refuse(refusal.reply)
@@ -136,6 +145,7 @@ final class ConnectorSession: MilterSession {
 
     private func logVerdict(_ decision: Decision, recipient: EmailAddress, queueID: String?) {
         let id = queueID.flatMap { $0.isEmpty ? nil : $0 }
+        metrics?.decided(decision)
         log.log(decision.verdict == .accept ? .info : .notice,
                 VerdictLine.format(queueID: id, decision: decision, session: facts, from: from ?? EmailAddress(parsing: ""),
                                    recipient: recipient))

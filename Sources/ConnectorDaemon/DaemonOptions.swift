@@ -22,9 +22,15 @@ public struct DaemonOptions: Sendable {
     var pidfile: String?
     var log: LogDestination
     var foreground: Bool
+    /// The Prometheus endpoint (MetricsServer), if any; inet or inet6 only.
+    var metricsSocket: SocketSpec?
+    /// Workers that died before this one: the supervisor's count, given to each worker it
+    /// spawns so that one endpoint shows it (docs/metrics.md).
+    var workerRestarts = 0
 
     public init(config: String, socket socketText: String, mapsSocket mapsSocketText: String?, user: String?,
-                group: String?, pidfile: String?, log: LogDestination, foreground: Bool) throws(DaemonError) {
+                group: String?, pidfile: String?, log: LogDestination, foreground: Bool,
+                metrics metricsText: String? = nil, workerRestarts: Int = 0) throws(DaemonError) {
         let directory = currentDirectory()
         configPath = absolutePath(config, relativeTo: directory)
         do {
@@ -46,6 +52,8 @@ public struct DaemonOptions: Sendable {
         self.pidfile = pidfile.map { absolutePath($0, relativeTo: directory) }
         self.log = log
         self.foreground = foreground
+        if let metricsText { metricsSocket = try MetricsSocket.parse(metricsText) }
+        self.workerRestarts = workerRestarts
     }
 
     func makeLog() -> LogSink {
@@ -63,6 +71,7 @@ public struct DaemonOptions: Sendable {
         if let user { arguments += ["--user", user] }
         if let group { arguments += ["--group", group] }
         if foreground { arguments.append("--foreground") }
+        if let metricsSocket { arguments += ["--metrics", metricsSocket.libmilterSpec, "--worker-restarts", String(workerRestarts)] }
         arguments.append("--worker")
         return arguments
     }

@@ -30,6 +30,7 @@ final class MapsServer: @unchecked Sendable {
     private let listener: Int32
     private let policy: @Sendable () -> PolicySet
     private let log: LogSink
+    private let metrics: WorkerMetrics?
     private var connections: [Connection] = []
     private var cached: (set: PolicySet, maps: OutboundMaps)?
     private var lastComplaint = 0.0
@@ -45,10 +46,11 @@ final class MapsServer: @unchecked Sendable {
     }
 
     /// `policy` is read at every lookup (PolicyStore.current), so a reload applies at once.
-    init(listener: Int32, policy: @escaping @Sendable () -> PolicySet, log: LogSink) {
+    init(listener: Int32, policy: @escaping @Sendable () -> PolicySet, log: LogSink, metrics: WorkerMetrics? = nil) {
         self.listener = listener
         self.policy = policy
         self.log = log
+        self.metrics = metrics
         _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK)
     }
 
@@ -142,7 +144,9 @@ final class MapsServer: @unchecked Sendable {
             switch Netstring.parse(connection.input[consumed...], limit: Self.maximumRequestLength) {
             case .complete(let payload, let length):
                 consumed += length
-                connection.output += Netstring.encode(Array(Socketmap.reply(to: payload, maps: currentMaps()).utf8))
+                let reply = Socketmap.reply(to: payload, maps: currentMaps())
+                metrics?.socketmapLookup(request: payload, reply: reply)
+                connection.output += Netstring.encode(Array(reply.utf8))
             case .incomplete:
                 break parsing
             case .malformed(let reason):

@@ -90,6 +90,8 @@ public enum Supervisor {
         var startedAt = MonotonicClock.now()
         var restartAt: Double?
         var nextDelay = 1.0
+        // Workers that died: the next one is told, and reports it in its metrics.
+        var respawn = options
         var set = handledSet
         while true {
             var signal: Int32
@@ -102,7 +104,7 @@ public enum Supervisor {
             if signal < 0 {
                 guard errno == EAGAIN, restartAt != nil else { continue }
                 // Time to restart.
-                switch startWorker(options) {
+                switch startWorker(respawn) {
                 case .ready(let pid):
                     log.log(.notice, "worker \(pid) started")
                     (current, startedAt, restartAt) = (pid, MonotonicClock.now(), nil)
@@ -128,6 +130,7 @@ public enum Supervisor {
             case SIGCHLD:
                 for (pid, status) in reapChildren() where pid == current {
                     current = nil
+                    respawn.workerRestarts += 1
                     let uptime = MonotonicClock.now() - startedAt
                     if uptime >= stableUptime { nextDelay = 1 }
                     log.log(.error, "worker \(pid) \(describe(status: status)) after \(Int(uptime)) s; "

@@ -50,6 +50,12 @@ public enum Worker {
             if let path = maps.unixPath { try checkSocketDirectory(of: path) }
             mapsListener = try MapsServer.listen(on: maps, identity: options.identity)
         }
+        // Metrics: bound as root too (docs/metrics.md); served once the policy is loaded.
+        var metricsListener: Int32?
+        if let spec = options.metricsSocket { metricsListener = try MetricsServer.listen(on: spec) }
+        let metrics = options.metricsSocket.map { _ in
+            WorkerMetrics(workerRestarts: options.workerRestarts, openSessions: { MilterServer.openSessions })
+        }
         if let path = options.socket.unixPath {
             try checkSocketDirectory(of: path)
             // Born 0660 (libmilter never chmods; the umask decides), so there is no moment
@@ -69,16 +75,25 @@ public enum Worker {
         try options.identity.drop()
 
         let store: PolicyStore
+        let loadStarted = MonotonicClock.now()
         do {
             store = try PolicyStore(path: options.configPath)
         } catch {
             throw DaemonError(.config, String(describing: error))
         }
-        try startThread { reloadOnSignal(store: store, path: options.configPath, log: log) }
+        metrics?.policyLoaded(connectors: store.current.policy.connectors.count,
+                              seconds: MonotonicClock.now() - loadStarted, isReload: false)
+        try startThread { reloadOnSignal(store: store, path: options.configPath, log: log, metrics: metrics) }
         if let mapsListener, let spec = options.mapsSocket {
-            let server = MapsServer(listener: mapsListener, policy: { store.current }, log: log)
+            let server = MapsServer(listener: mapsListener, policy: { store.current }, log: log, metrics: metrics)
             try startThread { server.run() }
             log.log(.notice, "serving the socketmap tables \(OutboundMapName.allCases.map(\.rawValue).joined(separator: ", ")) on \(spec)")
+        }
+
+        if let metricsListener, let metrics, let spec = options.metricsSocket {
+            let server = MetricsServer(listener: metricsListener, metrics: metrics, log: log)
+            try startThread { server.run() }
+            log.log(.notice, "serving metrics on \(spec) (GET /metrics)")
         }
 
         reportReadiness()
@@ -86,7 +101,7 @@ public enum Worker {
         log.log(.notice, "listening on \(options.socket) (libmilter \(MilterServer.libraryVersion)), "
                 + "policy \(options.configPath): \(ConnectorSessionFactory.describe(store))")
         do {
-            try MilterServer.main(serving: ConnectorSessionFactory(store: store, log: log))
+            try MilterServer.main(serving: ConnectorSessionFactory(store: store, log: log, metrics: metrics))
         } catch {
             throw DaemonError(.osError, "libmilter stopped: \(error)")
         }
@@ -114,7 +129,7 @@ public enum Worker {
     /// SIGUSR1 (the supervisor's forward of SIGHUP or SIGUSR1): reload, or keep the running
     /// policy and say why. Sessions in progress keep the policy they started with.
     /// SIGUSR2 (the supervisor's SIGTERM or SIGINT): stop gracefully.
-    private static func reloadOnSignal(store: PolicyStore, path: String, log: LogSink) {
+    private static func reloadOnSignal(store: PolicyStore, path: String, log: LogSink, metrics: WorkerMetrics?) {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGUSR1)
@@ -123,10 +138,14 @@ public enum Worker {
             var signal: Int32 = 0
             guard sigwait(&set, &signal) == 0 else { continue }
             if signal == SIGUSR2 { stopGracefully(log: log) }
+            let started = MonotonicClock.now()
             do {
-                try store.reload()
+                let fresh = try store.reload()
+                metrics?.policyLoaded(connectors: fresh.policy.connectors.count, seconds: MonotonicClock.now() - started,
+                                      isReload: true)
                 log.log(.notice, "policy reloaded from \(path): \(ConnectorSessionFactory.describe(store))")
             } catch {
+                metrics?.reloadRefused()
                 log.log(.error, "policy reload from \(path) failed, keeping the running policy:")
                 for line in String(describing: error).split(separator: "\n") { log.log(.error, String(line)) }
             }

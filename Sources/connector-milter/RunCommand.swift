@@ -32,6 +32,14 @@ struct Run: ParsableCommand {
                                + "here: unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
     var mapsSocket: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics (GET /metrics over HTTP) here: inet:PORT@ADDR or "
+                               + "inet6:PORT@ADDR, e.g. inet:9187@127.0.0.1. Off by default.", valueName: "spec"))
+    var metrics: String?
+
+    /// Set by the supervisor: workers that died before this one, for the metrics.
+    @Option(name: .customLong("worker-restarts"), help: .private)
+    var workerRestarts = 0
+
     @Option(help: ArgumentHelp("Run as this user after creating the socket (needs root).", valueName: "user"))
     var user: String?
 
@@ -66,6 +74,17 @@ struct Run: ParsableCommand {
                 throw ValidationError("--maps-socket: \(error.description)")
             }
         }
+        if let metrics {
+            let endpoint: SocketSpec
+            do {
+                endpoint = try MetricsSocket.parse(metrics)
+            } catch {
+                throw ValidationError(error.message)
+            }
+            let others = [milterSocket] + [mapsSocket.flatMap { try? SocketSpec(parsing: $0, relativeTo: currentDirectory()) }].compactMap { $0 }
+            if others.contains(endpoint) { throw ValidationError("--metrics must differ from --socket and --maps-socket") }
+        }
+        if workerRestarts < 0 { throw ValidationError("--worker-restarts cannot be negative") }
         if log == .stderr && !foreground && !worker {
             throw ValidationError("--log stderr needs --foreground: a detached daemon has no terminal")
         }
@@ -84,7 +103,8 @@ struct Run: ParsableCommand {
         let options: DaemonOptions
         do {
             options = try DaemonOptions(config: config, socket: socket, mapsSocket: mapsSocket, user: user,
-                                        group: group, pidfile: pidfile, log: log, foreground: foreground)
+                                        group: group, pidfile: pidfile, log: log, foreground: foreground,
+                                        metrics: metrics, workerRestarts: workerRestarts)
         } catch {
             writeStderr(error.message)
             throw ExitCode(error.exit.rawValue)
