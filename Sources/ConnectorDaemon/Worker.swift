@@ -67,6 +67,11 @@ public enum Worker {
             if let path = maps.unixPath { try checkSocketDirectory(of: path) }
             mapsListener = try MapsServer.listen(on: maps, identity: options.identity)
         }
+        var policyListener: Int32?
+        if let policySocket = options.policySocket {
+            if let path = policySocket.unixPath { try checkSocketDirectory(of: path) }
+            policyListener = try MapsServer.listen(on: policySocket, identity: options.identity, name: "policy socket")
+        }
         if let path = options.socket.unixPath {
             try checkSocketDirectory(of: path)
             // Born 0660 (libmilter never chmods; the umask decides), so there is no moment
@@ -97,6 +102,12 @@ public enum Worker {
             let server = MapsServer(listener: mapsListener, policy: { store.current }, log: log)
             try startThread { server.run() }
             log.log(.notice, "serving the socketmap tables \(OutboundMapName.allCases.map(\.rawValue).joined(separator: ", ")) on \(spec)")
+        }
+
+        if let policyListener, let spec = options.policySocket {
+            let server = MapsServer(listener: policyListener, dialect: .policyDelegation, policy: { store.current }, log: log)
+            try startThread { server.run() }
+            log.log(.notice, "serving Postfix's policy delegation (relay control) on \(spec)")
         }
 
         reportReadiness()

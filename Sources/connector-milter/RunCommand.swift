@@ -32,6 +32,12 @@ struct Run: ParsableCommand {
                                + "here: unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
     var mapsSocket: String?
 
+    @Option(name: .customLong("policy-socket"),
+            help: ArgumentHelp("Also serve Postfix's policy delegation here, for check_policy_service in "
+                               + "smtpd_relay_restrictions: OK when the connectors let the client relay, else DUNNO. "
+                               + "unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
+    var policySocket: String?
+
     @Option(help: ArgumentHelp("Run as this user after creating the socket (needs root).", valueName: "user"))
     var user: String?
 
@@ -66,6 +72,17 @@ struct Run: ParsableCommand {
                 throw ValidationError("--maps-socket: \(error.description)")
             }
         }
+        if let policySocket {
+            do {
+                let policy = try SocketSpec(parsing: policySocket, relativeTo: currentDirectory())
+                if policy == milterSocket { throw ValidationError("--policy-socket must differ from --socket") }
+                if let mapsSocket, policy == (try? SocketSpec(parsing: mapsSocket, relativeTo: currentDirectory())) {
+                    throw ValidationError("--policy-socket must differ from --maps-socket")
+                }
+            } catch let error as SocketSpecError {
+                throw ValidationError("--policy-socket: \(error.description)")
+            }
+        }
         if log == .stderr && !foreground && !worker {
             throw ValidationError("--log stderr needs --foreground: a detached daemon has no terminal")
         }
@@ -84,7 +101,8 @@ struct Run: ParsableCommand {
         let options: DaemonOptions
         do {
             options = try DaemonOptions(config: config, socket: socket, mapsSocket: mapsSocket, user: user,
-                                        group: group, pidfile: pidfile, log: log, foreground: foreground)
+                                        group: group, pidfile: pidfile, log: log, foreground: foreground,
+                                        policySocket: policySocket)
         } catch {
             writeStderr(error.message)
             throw ExitCode(error.exit.rawValue)
