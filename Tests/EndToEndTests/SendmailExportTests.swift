@@ -38,6 +38,7 @@ final class SendmailExportTests: XCTestCase {
         return snippet
             .replacingOccurrences(of: "FEATURE(`access_db')dnl", with: "FEATURE(`access_db', `hash -o \(directory)/access')dnl")
             .replacingOccurrences(of: "FEATURE(`mailertable')dnl", with: "FEATURE(`mailertable', `hash -o \(directory)/mailertable')dnl")
+            .replacingOccurrences(of: "/etc/mail/relay-domains", with: directory + "/relay-domains")
             // The lab's CA, not the system's, is the one its certificates come from.
             .split(separator: "\n").filter { !$0.contains("confCACERT") }.joined(separator: "\n")
     }
@@ -78,7 +79,6 @@ final class SendmailExportTests: XCTestCase {
         defer { sendmail.stop() }
         let directory = sendmail.directory + "/relay"
         let lines = try export(policy, into: directory, lab: sendmail)
-            .replacingOccurrences(of: "/etc/mail/relay-domains", with: directory + "/relay-domains")
         let mc = try sendmail.makeMc(milterLines: lines)
         XCTAssertTrue(mc.contains("FEATURE(`promiscuous_relay')dnl"), "the lab template changed")
         let cf = sendmail.directory + "/relay.cf"
