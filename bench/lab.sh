@@ -66,10 +66,20 @@ lab_backdate() {
 
 # lab_configure DIR SMTP_PORT SINK_PORT [MILTER]: directories and configuration.
 # MILTER is an smtpd_milters value (e.g. unix:/path) or empty.
+# Relay control: LAB_RELAY=connectors (the documented setup: the daemon's policy service on
+# DIR/run/policy.sock and relay-domains socketmap on DIR/run/maps.sock; start the daemon with
+# both) or LAB_RELAY=stock (only the host relays; relay_domains = $LAB_RELAY_DOMAINS).
 lab_configure() {
     local dir=$1 smtp=$2 sink=$3 milter=${4:-}
-    local lines=""
+    local lines="" relay_policy="" relay_domains=${LAB_RELAY_DOMAINS:-}
     [ -z "$milter" ] || lines="smtpd_milters = $milter"
+    case ${LAB_RELAY:-connectors} in
+        connectors)
+            relay_policy="check_policy_service unix:$dir/run/policy.sock, "
+            relay_domains="socketmap:unix:$dir/run/maps.sock:relay-domains" ;;
+        stock) ;;
+        *) lab_die "LAB_RELAY must be connectors or stock" ;;
+    esac
     mkdir -p "$dir"/{etc,queue,data,log,sink,run,certs}
     chmod 755 "$dir"
     chmod 1777 "$dir/run"
@@ -80,7 +90,8 @@ lab_configure() {
     local name
     for name in main.cf master.cf; do
         sed -e "s|@LAB@|$dir|g" -e "s|@SMTP_PORT@|$smtp|g" -e "s|@SINK_PORT@|$sink|g" \
-            -e "s|@MILTER_LINES@|$lines|" "$LAB_TEMPLATES/$name.in" > "$dir/etc/$name"
+            -e "s|@MILTER_LINES@|$lines|" -e "s|@RELAY_POLICY@|$relay_policy|" \
+            -e "s|@RELAY_DOMAINS@|$relay_domains|" "$LAB_TEMPLATES/$name.in" > "$dir/etc/$name"
     done
     lab_backdate "$dir"
 }

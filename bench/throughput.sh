@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # throughput.sh - messages per second through a private Postfix with
 #   (a) no milter, (b) the pass-through C milter, (c) connector-milter,
-# all in one run, so the ratios c/b and b/a compare like with like (absolute figures
-# drift 10-15 % from run to run on shared machines).
+#   (d) connector-milter with the relay control docs/relay-control.md sets up (every
+#       recipient also asks the daemon's policy service and its relay-domains socketmap),
+# all in one run, so the ratios c/b, b/a and d/c compare like with like (absolute figures
+# drift 10-15 % from run to run on shared machines). (a)-(c) run with stock relay control
+# and 127.0.0.1 in mynetworks, so Postfix asks nobody about relaying; (d) takes 127.0.0.1
+# out of mynetworks so that it does.
 #
 # usage: bench/throughput.sh [POLICY.yaml]
 #   POLICY.yaml              policy for (c); without it, or without the binary, (c) is skipped
@@ -79,7 +83,7 @@ fi
 # --- the lab ------------------------------------------------------------------------
 SMTP_PORT=$(lab_free_port 25250)
 SINK_PORT=$(lab_free_port $((SMTP_PORT + 1)))
-lab_configure "$WORK" "$SMTP_PORT" "$SINK_PORT" ""
+LAB_RELAY=stock LAB_RELAY_DOMAINS="" lab_configure "$WORK" "$SMTP_PORT" "$SINK_PORT" ""
 PASS_SOCKET="unix:$WORK/run/passthrough.sock"
 MILTER_SOCKET="unix:$WORK/run/milter.sock"
 
@@ -115,10 +119,23 @@ wait_delivered() {
     done
 }
 
+# set_relay stock|connectors: Postfix's relay control for the next case (reloaded by lab_set_milter).
+set_relay() {
+    if [ "$1" = connectors ]; then
+        postconf -c "$WORK/etc" -e "mynetworks =" \
+            "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, check_policy_service unix:$WORK/run/policy.sock, reject_unauth_destination" \
+            "relay_domains = socketmap:unix:$WORK/run/maps.sock:relay-domains"
+    else
+        postconf -c "$WORK/etc" -e "mynetworks = 127.0.0.1/32 [::1]/128" \
+            "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination" "relay_domains ="
+    fi
+}
+
 TOTAL=0
-# run_case LABEL MILTER: sets RATE to the rate in msgs/s.
+# run_case LABEL MILTER [RELAY]: sets RATE to the rate in msgs/s.
 run_case() {
     local label=$1 milter=$2
+    set_relay "${3:-stock}"
     lab_set_milter "$WORK" "$milter"
     sleep 1  # smtpd processes of the old configuration finish and exit
     smtp-source -s "$SESSIONS" -m "$WARMUP" -l "$SIZE" -f "$FROM" -t "$TO" -M bench.lab.test \
@@ -145,6 +162,7 @@ lab_wait_for 10 test -S "$WORK/run/passthrough.sock" ||
 if [ -z "$SKIP_C" ]; then
     "$BIN" run --foreground --config "$POLICY" --socket "$MILTER_SOCKET" --log syslog \
         --pidfile "$WORK/run/connector-milter.pid" --user nobody --group postfix \
+        --policy-socket "unix:$WORK/run/policy.sock" --maps-socket "unix:$WORK/run/maps.sock" \
         > "$WORK/log/connector-milter.out" 2>&1 &
     MILTER_PID=$!
     lab_wait_for 30 test -S "$WORK/run/milter.sock" ||
@@ -161,7 +179,7 @@ else
     echo "(c) connector-milter: $BIN, policy $POLICY, logging to $LOGGING"
 fi
 
-ALL_A="" ALL_B="" ALL_C=""
+ALL_A="" ALL_B="" ALL_C="" ALL_D=""
 for round in $(seq 1 "$ROUNDS"); do
     run_case "a$round" ""
     ALL_A="$ALL_A $RATE"
@@ -173,14 +191,17 @@ for round in $(seq 1 "$ROUNDS"); do
         run_case "c$round" "$MILTER_SOCKET"
         ALL_C="$ALL_C $RATE"
         line="$line c=$RATE"
+        run_case "d$round" "$MILTER_SOCKET" connectors
+        ALL_D="$ALL_D $RATE"
+        line="$line d=$RATE"
     fi
     echo "  $line msgs/s"
 done
 
 RATE_A=$(echo "$ALL_A" | median)
 RATE_B=$(echo "$ALL_B" | median)
-RATE_C=""
-[ -z "$SKIP_C" ] && RATE_C=$(echo "$ALL_C" | median)
+RATE_C="" RATE_D=""
+[ -z "$SKIP_C" ] && RATE_C=$(echo "$ALL_C" | median) && RATE_D=$(echo "$ALL_D" | median)
 echo "medians:"
 printf '(a) no milter                %8s msgs/s\n' "$RATE_A"
 printf '(b) pass-through C milter    %8s msgs/s   b/a = %s\n' "$RATE_B" \
@@ -191,11 +212,15 @@ else
     printf '(c) connector-milter         %8s msgs/s   c/b = %s   c/a = %s\n' "$RATE_C" \
         "$(awk -v b="$RATE_B" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / b }')" \
         "$(awk -v a="$RATE_A" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / a }')"
+    printf '(d) connector-milter + relay %8s msgs/s   d/c = %s   d/a = %s\n' "$RATE_D" \
+        "$(awk -v c="$RATE_C" -v d="$RATE_D" 'BEGIN { printf "%.2f", d / c }')" \
+        "$(awk -v a="$RATE_A" -v d="$RATE_D" 'BEGIN { printf "%.2f", d / a }')"
 fi
 
 # One line for scripts: the figures and ratios.
-awk -v a="$RATE_A" -v b="$RATE_B" -v c="$RATE_C" 'BEGIN {
+awk -v a="$RATE_A" -v b="$RATE_B" -v c="$RATE_C" -v d="$RATE_D" 'BEGIN {
     line = sprintf("RESULT a=%s b=%s b/a=%.3f", a, b, b / a)
     if (c != "") line = line sprintf(" c=%s c/b=%.3f c/a=%.3f", c, c / b, c / a)
+    if (d != "") line = line sprintf(" d=%s d/c=%.3f d/a=%.3f", d, d / c, d / a)
     print line
 }'

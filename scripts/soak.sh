@@ -81,6 +81,7 @@ lab_wait_for 10 lab_port_listening "$sink_port" || lab_die "smtp-sink did not st
 lab_start_postfix "$LAB"
 
 "$bin" run --foreground --log stderr --config "$LAB/connectors.yaml" --socket "unix:$LAB/run/milter.sock" \
+    --policy-socket "unix:$LAB/run/policy.sock" --maps-socket "unix:$LAB/run/maps.sock" \
     --user nobody --group postfix > "$LAB/log/daemon.log" 2>&1 &
 DAEMON_PID=$!
 lab_wait_for 30 test -S "$LAB/run/milter.sock" || lab_die "the daemon did not start: $(cat "$LAB/log/daemon.log")"

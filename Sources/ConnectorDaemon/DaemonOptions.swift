@@ -16,6 +16,8 @@ public struct DaemonOptions: Sendable {
     var socket: SocketSpec
     /// The socketmap endpoint (MapsServer), if any.
     var mapsSocket: SocketSpec?
+    /// Postfix's policy delegation for relay control (MapsServer, PolicyDelegation), if any.
+    var policySocket: SocketSpec?
     var user: String?
     var group: String?
     var identity: Identity
@@ -30,7 +32,8 @@ public struct DaemonOptions: Sendable {
 
     public init(config: String, socket socketText: String, mapsSocket mapsSocketText: String?, user: String?,
                 group: String?, pidfile: String?, log: LogDestination, foreground: Bool,
-                metrics metricsText: String? = nil, workerRestarts: Int = 0) throws(DaemonError) {
+                policySocket policySocketText: String? = nil, metrics metricsText: String? = nil,
+                workerRestarts: Int = 0) throws(DaemonError) {
         let directory = currentDirectory()
         configPath = absolutePath(config, relativeTo: directory)
         do {
@@ -43,6 +46,13 @@ public struct DaemonOptions: Sendable {
                 mapsSocket = try SocketSpec(parsing: text, relativeTo: directory)
             } catch {
                 throw DaemonError(.usage, "--maps-socket: \(error.description)")
+            }
+        }
+        if let text = policySocketText {
+            do {
+                policySocket = try SocketSpec(parsing: text, relativeTo: directory)
+            } catch {
+                throw DaemonError(.usage, "--policy-socket: \(error.description)")
             }
         }
         self.user = user
@@ -68,6 +78,7 @@ public struct DaemonOptions: Sendable {
         var arguments = [CommandLine.arguments.first ?? "connector-milter", "run",
                          "--config", configPath, "--socket", socket.libmilterSpec, "--log", log.rawValue]
         if let mapsSocket { arguments += ["--maps-socket", mapsSocket.libmilterSpec] }
+        if let policySocket { arguments += ["--policy-socket", policySocket.libmilterSpec] }
         if let user { arguments += ["--user", user] }
         if let group { arguments += ["--group", group] }
         if foreground { arguments.append("--foreground") }

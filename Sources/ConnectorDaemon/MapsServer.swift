@@ -17,7 +17,15 @@ import ConnectorPolicy
 // nothing to wait for but the peers, and one thread bounds what any number of them can cost.
 
 /// The socketmap server: one thread, one poll loop, any number of connections up to a limit.
+/// The same loop serves Postfix's policy delegation on the policy socket (PolicyDelegation.swift).
 final class MapsServer: @unchecked Sendable {
+    /// What a socket speaks: the framing of requests and who answers them.
+    enum Dialect: Sendable {
+        case socketmap, policyDelegation
+
+        var socketName: String { self == .socketmap ? "maps socket" : "policy socket" }
+    }
+
     static let maximumRequestLength = Socketmap.maximumRequestLength
     /// Connections beyond this are closed at once; Postfix then defers the lookup's mail
     /// ("table lookup failure") and retries, which is safe.
@@ -28,6 +36,7 @@ final class MapsServer: @unchecked Sendable {
     static let maximumPendingOutput = 64 * 1024
 
     private let listener: Int32
+    private let dialect: Dialect
     private let policy: @Sendable () -> PolicySet
     private let log: LogSink
     private let metrics: WorkerMetrics?
@@ -46,8 +55,10 @@ final class MapsServer: @unchecked Sendable {
     }
 
     /// `policy` is read at every lookup (PolicyStore.current), so a reload applies at once.
-    init(listener: Int32, policy: @escaping @Sendable () -> PolicySet, log: LogSink, metrics: WorkerMetrics? = nil) {
+    init(listener: Int32, dialect: Dialect = .socketmap, policy: @escaping @Sendable () -> PolicySet, log: LogSink,
+         metrics: WorkerMetrics? = nil) {
         self.listener = listener
+        self.dialect = dialect
         self.policy = policy
         self.log = log
         self.metrics = metrics
@@ -103,14 +114,14 @@ final class MapsServer: @unchecked Sendable {
             } catch where error.errno == ECONNABORTED {
                 continue
             } catch {
-                if !error.wouldBlock { complain(now: now, "maps socket: \(error)") }
+                if !error.wouldBlock { complain(now: now, "\(dialect.socketName): \(error)") }
                 return
             }
             _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
             _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
             guard connections.count < Self.maximumConnections else {
                 close(descriptor)
-                complain(now: now, "maps socket: \(Self.maximumConnections) connections open, refusing more")
+                complain(now: now, "\(dialect.socketName): \(Self.maximumConnections) connections open, refusing more")
                 continue
             }
             connections.append(Connection(descriptor: descriptor, now: now))
@@ -141,6 +152,21 @@ final class MapsServer: @unchecked Sendable {
     private func process(_ connection: Connection) {
         var consumed = 0
         parsing: while !connection.closeWhenFlushed && connection.output.count < Self.maximumPendingOutput {
+            if dialect == .policyDelegation {
+                switch PolicyDelegation.parse(connection.input[consumed...]) {
+                case .complete(let attributes, let length):
+                    consumed += length
+                    connection.output += PolicyDelegation.reply(to: attributes, policy: policy())
+                case .incomplete:
+                    break parsing
+                case .malformed(let reason):
+                    // The protocol has no error reply: close, and Postfix applies
+                    // smtpd_policy_service_default_action (a tempfail) after its retries.
+                    connection.closeWhenFlushed = true
+                    complain(now: MonotonicClock.now(), "policy socket: \(reason); closing the connection")
+                }
+                continue parsing
+            }
             switch Netstring.parse(connection.input[consumed...], limit: Self.maximumRequestLength) {
             case .complete(let payload, let length):
                 consumed += length
@@ -221,7 +247,7 @@ final class MapsServer: @unchecked Sendable {
     /// Creates the listening socket, before privileges are dropped: a unix socket is born
     /// 0660 and given to --user/--group like the milter socket, so the MTA's group connects
     /// and nobody else does. The supervisor has proved any socket file at the path dead.
-    static func listen(on spec: SocketSpec, identity: Identity) throws(DaemonError) -> Int32 {
+    static func listen(on spec: SocketSpec, identity: Identity, name: String = "maps socket") throws(DaemonError) -> Int32 {
         switch spec {
         case .unix(let path):
             var info = stat()
@@ -242,7 +268,7 @@ final class MapsServer: @unchecked Sendable {
             umask(previous)
             if case .failure(let error) = bound {
                 close(descriptor)
-                throw DaemonError(.cantCreate, "cannot create the maps socket \(path)", error)
+                throw DaemonError(.cantCreate, "cannot create the \(name) \(path)", error)
             }
             do {
                 try identity.takeOwnership(ofSocket: path)
@@ -250,7 +276,7 @@ final class MapsServer: @unchecked Sendable {
                 close(descriptor)
                 throw error
             }
-            return try startListening(descriptor, spec)
+            return try startListening(descriptor, spec, name)
         case .inet(let port, let host), .inet6(let port, let host):
             var hints = addrinfo()
             hints.ai_family = { if case .inet = spec { AF_INET } else { AF_INET6 } }()
@@ -259,7 +285,7 @@ final class MapsServer: @unchecked Sendable {
             var result: UnsafeMutablePointer<addrinfo>?
             let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
             guard getaddrinfo(bare, String(port), &hints, &result) == 0, let info = result else {
-                throw DaemonError(.usage, "cannot resolve the maps socket address \(host)")
+                throw DaemonError(.usage, "cannot resolve the \(name) address \(host)")
             }
             defer { freeaddrinfo(result) }
             let descriptor = socket(info.pointee.ai_family, info.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -267,17 +293,17 @@ final class MapsServer: @unchecked Sendable {
             var on: Int32 = 1
             setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
             guard bind(descriptor, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-                let error = DaemonError.system(.cantCreate, "cannot listen on the maps socket \(spec)")
+                let error = DaemonError.system(.cantCreate, "cannot listen on the \(name) \(spec)")
                 close(descriptor)
                 throw error
             }
-            return try startListening(descriptor, spec)
+            return try startListening(descriptor, spec, name)
         }
     }
 
-    private static func startListening(_ descriptor: Int32, _ spec: SocketSpec) throws(DaemonError) -> Int32 {
+    private static func startListening(_ descriptor: Int32, _ spec: SocketSpec, _ name: String) throws(DaemonError) -> Int32 {
         guard Glibc.listen(descriptor, 128) == 0 else {
-            let error = DaemonError.system(.cantCreate, "cannot listen on the maps socket \(spec)")
+            let error = DaemonError.system(.cantCreate, "cannot listen on the \(name) \(spec)")
             close(descriptor)
             throw error
         }

@@ -58,7 +58,7 @@ public enum Supervisor {
 
         // Refuse to replace a live daemon's socket; a dead one's is left for the worker
         // (smfi_opensocket(true) removes it).
-        for path in [options.socket.unixPath, options.mapsSocket?.unixPath].compactMap({ $0 }) {
+        for path in [options.socket.unixPath, options.mapsSocket?.unixPath, options.policySocket?.unixPath].compactMap({ $0 }) {
             do { try checkNoLiveSocket(at: path) } catch { return fail(error) }
         }
         if let pidfile = options.pidfile {
@@ -68,7 +68,9 @@ public enum Supervisor {
             if let pidfile = options.pidfile { unlink(pidfile) }
             // The worker cannot remove its socket once it is no longer root (libmilter tries);
             // no worker is alive now, so the socket is ours to remove.
-            for path in [options.socket.unixPath, options.mapsSocket?.unixPath].compactMap({ $0 }) { removeSocket(at: path) }
+            for path in [options.socket.unixPath, options.mapsSocket?.unixPath, options.policySocket?.unixPath].compactMap({ $0 }) {
+                removeSocket(at: path)
+            }
             return code
         }
 

@@ -50,6 +50,11 @@ public enum Worker {
             if let path = maps.unixPath { try checkSocketDirectory(of: path) }
             mapsListener = try MapsServer.listen(on: maps, identity: options.identity)
         }
+        var policyListener: Int32?
+        if let policySocket = options.policySocket {
+            if let path = policySocket.unixPath { try checkSocketDirectory(of: path) }
+            policyListener = try MapsServer.listen(on: policySocket, identity: options.identity, name: "policy socket")
+        }
         // Metrics: bound as root too (docs/metrics.md); served once the policy is loaded.
         var metricsListener: Int32?
         if let spec = options.metricsSocket { metricsListener = try MetricsServer.listen(on: spec) }
@@ -94,6 +99,11 @@ public enum Worker {
             let server = MetricsServer(listener: metricsListener, metrics: metrics, log: log)
             try startThread { server.run() }
             log.log(.notice, "serving metrics on \(spec) (GET /metrics)")
+        }
+        if let policyListener, let spec = options.policySocket {
+            let server = MapsServer(listener: policyListener, dialect: .policyDelegation, policy: { store.current }, log: log)
+            try startThread { server.run() }
+            log.log(.notice, "serving Postfix's policy delegation (relay control) on \(spec)")
         }
 
         reportReadiness()

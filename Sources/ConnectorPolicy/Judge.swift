@@ -126,6 +126,27 @@ public extension PolicySet {
     }
 }
 
+/// Why the MTA's own relay control may let a client relay: it is one of the organization's.
+public struct RelayPermission: Sendable, Equatable {
+    /// onPremises (by verified certificate or by address) or authenticated.
+    public let inboundType: InboundType
+    /// The onPremises connector; nil for an authenticated client.
+    public let connector: Connector?
+}
+
+public extension PolicySet {
+    /// Whether the MTA itself may relay `recipient` for this client: the same attribution as
+    /// `judge` makes the client one of the organization's (onPremises by certificate, by address
+    /// with an accepted or null sender or an accepted recipient, or authenticated). Nil for
+    /// anyone else: the MTA then refuses relaying by its own rules. TLS demands are left out on
+    /// purpose: the milter enforces them at the same RCPT, with the verdict line.
+    func relayPermission(session: SessionFacts, from: EmailAddress, recipient: EmailAddress) -> RelayPermission? {
+        guard case .attributed(.originating, let index, let type) = attributeInbound(session: session, from: from, recipient: recipient)
+        else { return nil }
+        return RelayPermission(inboundType: type, connector: index.map { connector($0) })
+    }
+}
+
 enum InboundAttribution {
     case attributed(MessageDirection, connector: Int?, InboundType)
     case refused(RefusalReason, mode: Mode)

@@ -1,5 +1,6 @@
 // Outbound connectors as Postfix lookup tables (docs/outbound-maps.md): the answers the daemon's
-// socketmap gives to smtp_tls_policy_maps ("tls-policy") and transport_maps ("transport").
+// socketmap gives to smtp_tls_policy_maps ("tls-policy") and transport_maps ("transport"), and
+// the accepted domains for relay_domains ("relay-domains").
 // Pure: a PolicySet and a key in, a table value (or nothing) out. The export command writes
 // the same answers as static files (OutboundExport.swift).
 //
@@ -19,6 +20,8 @@
 public enum OutboundMapName: String, Sendable, CaseIterable {
     case tlsPolicy = "tls-policy"
     case transport = "transport"
+    /// relay_domains: the accepted domains, so that Postfix takes mail for them from anyone.
+    case relayDomains = "relay-domains"
 }
 
 /// A compiled view of one PolicySet's outbound connectors, for map lookups. Build it once per
@@ -55,7 +58,16 @@ public struct OutboundMaps: Sendable {
         switch map {
         case .tlsPolicy: tlsPolicy(for: key)
         case .transport: transport(for: key)
+        case .relayDomains: relayDomain(for: key)
         }
+    }
+
+    /// relay_domains: `OK` for an accepted domain, nil otherwise. Postfix asks a socketmap
+    /// (a pattern table) with the full domain only, never with parent forms, whatever
+    /// parent_domain_matches_subdomains says (match_ops.c): `*.x` is matched here.
+    public func relayDomain(for key: String) -> String? {
+        guard let domain = Self.domain(ofDomainKey: DomainName.lowercasedASCII(key)) else { return nil }
+        return policySet.isAccepted(domain) ? "OK" : nil
     }
 
     /// smtp_tls_policy_maps: the policy for a next-hop destination (a smart host, verbatim as

@@ -63,20 +63,47 @@ public enum OutboundExport {
         }
         let mainCf = """
             # Outbound connectors from \(source), as static tables (connector-milter export postfix).
-            # Run `postmap` on both tables after every export, then `postfix reload`.
+            # Run `postmap` on the tables after every export, then `postfix reload`.
             # The live alternative, which follows policy reloads at once, is the socketmap
-            # (see packaging/postfix-maps.cf).
+            # (see packaging/postfix-maps.cf and packaging/postfix-relay.cf).
             smtp_tls_policy_maps = hash:\(directory)/tls_policy
             transport_maps = hash:\(directory)/transport
             # verify and secure need trusted CAs for the servers' certificates.
             smtp_tls_CAfile = /etc/ssl/certs/ca-certificates.crt
+            # The accepted domains: mail for them is taken from anyone. Without relay_domains
+            # in parent_domain_matches_subdomains, "x" is x alone and ".x" its subdomains, as in
+            # the policy (Postfix's default list would make every entry cover its subdomains).
+            relay_domains = hash:\(directory)/relay_domains
+            parent_domain_matches_subdomains = debug_peer_list, fast_flush_domains, mynetworks, permit_mx_backup_networks, qmqpd_authorized_clients, smtpd_access_maps
+            # Who may relay (onPremises by address or certificate name, authenticated clients)
+            # is the daemon's to answer, live: a static table cannot say it (Postfix knows
+            # certificate fingerprints, not names). Keep mynetworks to the host itself.
+            mynetworks = 127.0.0.0/8 [::1]/128
+            smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, check_policy_service unix:/connector-milter/policy.sock, reject_unauth_destination
+            smtpd_policy_service_default_action = 451 4.3.5 Relay control unavailable, try again later
 
             """
         return [
             ExportedFile(name: "tls_policy", contents: header("tls_policy", "smtp_tls_policy_maps, per next hop") + tls.text()),
             ExportedFile(name: "transport", contents: header("transport", "transport_maps: smart hosts") + transport.text()),
             ExportedFile(name: "main.cf.snippet", contents: mainCf),
+            ExportedFile(name: "relay_domains", contents: header("relay_domains", "the accepted domains")
+                         + relayDomains(set).map { "\($0)\tOK\n" }.joined()),
         ]
+    }
+
+    /// The accepted domains as exact keys: `x` for `x`, and `x` and `.x` for `*.x`.
+    static func relayDomains(_ set: PolicySet) -> [String] {
+        var keys: [String] = []
+        for pattern in set.policy.acceptedDomains {
+            switch pattern {
+            case .exact(let name): keys.append(name)
+            case .wildcard(let name): keys += [name, "." + name]
+            case .any: break  // the parser refuses "*" as an accepted domain
+            }
+        }
+        var seen = Set<String>()
+        return keys.filter { seen.insert($0).inserted }
     }
 
     // MARK: - Sendmail
@@ -165,6 +192,23 @@ public enum OutboundExport {
             access.add("TLS_Srv:" + server, value, connector)
         }
 
+        // Relay control: the organization's own servers may relay (access map Connect: RELAY,
+        // and verified certificate names in Local_Relay_Auth below); mail for the accepted
+        // domains is taken from anyone (relay-domains, class R).
+        for connector in set.policy.connectors
+        where connector.enabled && connector.direction == .inbound && connector.type == .onPremises {
+            for prefix in connector.senderIPAddresses {
+                let (keys, note) = connectKeys(prefix)
+                if let note { access.note(note, connector) }
+                for key in keys { access.add("Connect:" + key, "RELAY", connector) }
+            }
+            if !connector.senderIPAddresses.isEmpty {
+                access.note("Sendmail relays for these addresses whatever the sender; the milter still refuses "
+                            + "a foreign sender's mail to other domains (550 5.7.64)", connector)
+            }
+        }
+        let certificateRules = relayCertificateRules(set)
+
         var mc = """
             dnl Outbound connectors from \(source) (connector-milter export sendmail).
             dnl Rebuild the maps after every export: makemap hash /etc/mail/access < /etc/mail/access
@@ -176,6 +220,24 @@ public enum OutboundExport {
             define(`confCACERT', `/etc/ssl/certs/ca-certificates.crt')dnl
 
             """
+        mc += """
+            dnl Relay control (docs/relay-control.md): the accepted domains from relay-domains,
+            dnl the onPremises addresses from the access map (Connect: RELAY), the onPremises
+            dnl certificate names below; never FEATURE(`promiscuous_relay').
+            RELAY_DOMAIN_FILE(`/etc/mail/relay-domains')dnl
+
+            """
+        if !certificateRules.isEmpty {
+            mc += """
+                dnl onPremises connectors by certificate: relay when {verify} is OK and {cn_subject}
+                dnl is one of these names. A label is one token ($-), so a CN with quotes, spaces
+                dnl or "+" (xtext) in it matches no rule.
+                LOCAL_RULESETS
+                SLocal_Relay_Auth
+                R$*\t\t\t$: <$&{verify}> $&{cn_subject}
+
+                """ + certificateRules.map { "R<OK> \($0)\t\t$# RELAY\n" }.joined()
+        }
         if !ports.isEmpty {
             // A mailertable entry names a host, never a port: a smart host on another port
             // needs a mailer of its own, the stock esmtp mailer with another TCP port.
@@ -198,7 +260,65 @@ public enum OutboundExport {
                                                           + "TLS_Srv: per smart host") + access.text()),
             ExportedFile(name: "mailertable", contents: header("mailertable", "smart hosts") + mailertable.text()),
             ExportedFile(name: "sendmail.mc.snippet", contents: mc),
+            ExportedFile(name: "relay-domains", contents: header("relay-domains", "the accepted domains (class R: "
+                                                                 + "each name with its subdomains)")
+                         + relayDomains(set).filter { !$0.hasPrefix(".") }.map { $0 + "\n" }.joined()),
         ]
+    }
+
+    /// Access-map keys for an address prefix: Sendmail matches whole octets (IPv4, `a.b.c`)
+    /// or whole groups of the uncompressed form (IPv6, `IPv6:2001:db8:25`), so a prefix in
+    /// between becomes every key of the next boundary (up to 256 keys; wider ones get a note).
+    static func connectKeys(_ prefix: IPPrefix) -> (keys: [String], note: String?) {
+        let isV4 = prefix.address.family == .v4
+        let unit = isV4 ? 8 : 16
+        let boundary = (prefix.length + unit - 1) / unit * unit
+        let count = 1 << (boundary - prefix.length)
+        guard prefix.length > 0, count <= 256 else {
+            return ([], "\(prefix): too wide for Sendmail's Connect: keys (whole \(isV4 ? "octets" : "groups")); "
+                    + "add the keys by hand")
+        }
+        let width = isV4 ? 32 : 128
+        var keys: [String] = []
+        for step in 0..<count {
+            let bits = prefix.address.bits | (UInt128(step) << UInt128(width - boundary))
+            let units = boundary / unit
+            var parts: [String] = []
+            for index in 0..<units {
+                let shift = UInt128(width - unit * (index + 1))
+                let value = (bits >> shift) & UInt128((1 << unit) - 1)
+                parts.append(isV4 ? String(value) : String(value, radix: 16))
+            }
+            keys.append(isV4 ? parts.joined(separator: ".") : "IPv6:" + parts.joined(separator: ":"))
+        }
+        return (keys, nil)
+    }
+
+    /// Local_Relay_Auth left-hand sides for the onPremises certificate names: `name` as its
+    /// tokens, `*.x` as x itself and one to four labels before it.
+    static func relayCertificateRules(_ set: PolicySet) -> [String] {
+        var rules: [String] = []
+        for connector in set.policy.connectors
+        where connector.enabled && connector.direction == .inbound && connector.type == .onPremises {
+            switch connector.tlsSenderCertificateName {
+            case .exact(let name)?:
+                rules.append(tokens(name))
+            case .wildcard(let name)?:
+                rules.append(tokens(name))
+                for labels in 1...4 {
+                    rules.append(Array(repeating: "$-", count: labels).joined(separator: " . ") + " . " + tokens(name))
+                }
+            case .any?, nil:
+                break
+            }
+        }
+        var seen = Set<String>()
+        return rules.filter { seen.insert($0).inserted }
+    }
+
+    /// A host name as Sendmail's tokens: labels separated by " . ".
+    private static func tokens(_ name: String) -> String {
+        DomainName.lowercasedASCII(name).split(separator: ".").joined(separator: " . ")
     }
 
     /// The TLS_Rcpt: entry Sendmail would apply to `domain` if it had none: its nearest

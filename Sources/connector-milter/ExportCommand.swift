@@ -15,8 +15,8 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the outbound connectors as Postfix or Sendmail tables.",
         discussion: """
-            postfix: tls_policy and transport (run postmap on both) and main.cf.snippet. \
-            sendmail: access (TLS_Rcpt: and TLS_Srv: entries), mailertable and \
+            postfix: tls_policy, transport and relay_domains (run postmap on each) and main.cf.snippet. \
+            sendmail: access (TLS_Rcpt:, TLS_Srv: and Connect: RELAY entries), mailertable, relay-domains and \
             sendmail.mc.snippet. With --output the files are written into that directory \
             (created if missing, files replaced); without it they are printed, each after a \
             "==> NAME <==" line. Exit 78 when the policy file is invalid.

@@ -32,6 +32,12 @@ struct Run: ParsableCommand {
                                + "here: unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
     var mapsSocket: String?
 
+    @Option(name: .customLong("policy-socket"),
+            help: ArgumentHelp("Also serve Postfix's policy delegation here, for check_policy_service in "
+                               + "smtpd_relay_restrictions: OK when the connectors let the client relay, else DUNNO. "
+                               + "unix:/path, inet:PORT@HOST or inet6:PORT@HOST.", valueName: "spec"))
+    var policySocket: String?
+
     @Option(help: ArgumentHelp("Serve Prometheus metrics (GET /metrics over HTTP) here: inet:PORT@ADDR or "
                                + "inet6:PORT@ADDR, e.g. inet:9187@127.0.0.1. Off by default.", valueName: "spec"))
     var metrics: String?
@@ -74,6 +80,17 @@ struct Run: ParsableCommand {
                 throw ValidationError("--maps-socket: \(error.description)")
             }
         }
+        if let policySocket {
+            do {
+                let policy = try SocketSpec(parsing: policySocket, relativeTo: currentDirectory())
+                if policy == milterSocket { throw ValidationError("--policy-socket must differ from --socket") }
+                if let mapsSocket, policy == (try? SocketSpec(parsing: mapsSocket, relativeTo: currentDirectory())) {
+                    throw ValidationError("--policy-socket must differ from --maps-socket")
+                }
+            } catch let error as SocketSpecError {
+                throw ValidationError("--policy-socket: \(error.description)")
+            }
+        }
         if let metrics {
             let endpoint: SocketSpec
             do {
@@ -104,7 +121,7 @@ struct Run: ParsableCommand {
         do {
             options = try DaemonOptions(config: config, socket: socket, mapsSocket: mapsSocket, user: user,
                                         group: group, pidfile: pidfile, log: log, foreground: foreground,
-                                        metrics: metrics, workerRestarts: workerRestarts)
+                                        policySocket: policySocket, metrics: metrics, workerRestarts: workerRestarts)
         } catch {
             writeStderr(error.message)
             throw ExitCode(error.exit.rawValue)

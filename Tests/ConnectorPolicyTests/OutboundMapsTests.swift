@@ -51,6 +51,40 @@ private func compile(_ yaml: String) throws -> PolicySet {
 }
 
 final class OutboundMapsTests: XCTestCase {
+    func testSendmailRelayControlKeys() throws {
+        func keys(_ text: String) -> [String] { OutboundExport.connectKeys(try! IPPrefix.parse(text).get()).keys }
+        XCTAssertEqual(keys("192.0.2.0/24"), ["192.0.2"])
+        XCTAssertEqual(keys("192.0.2.7/32"), ["192.0.2.7"])
+        XCTAssertEqual(keys("10.0.0.0/8"), ["10"])
+        XCTAssertEqual(keys("198.51.100.128/25").count, 128)
+        XCTAssertEqual(keys("198.51.100.128/25").first, "198.51.100.128")
+        XCTAssertEqual(keys("198.51.100.128/25").last, "198.51.100.255")
+        XCTAssertEqual(keys("198.51.0.0/23"), ["198.51.0", "198.51.1"])
+        XCTAssertEqual(keys("2001:db8:25::/48"), ["IPv6:2001:db8:25"])
+        XCTAssertEqual(keys("0.0.0.0/0"), [])
+        XCTAssertEqual(keys("2001:db8::/33"), [], "32768 keys: a note instead")
+
+        let set = try compile("""
+            organization:
+              acceptedDomains: [contoso.com]
+            connectors:
+              - name: By name
+                direction: inbound
+                type: onPremises
+                tlsSenderCertificateName: "*.Contoso.com"
+              - name: Exact
+                direction: inbound
+                type: onPremises
+                tlsSenderCertificateName: relay.branch.example
+                senderIPAddresses: [192.0.2.0/24]
+            """)
+        XCTAssertEqual(OutboundExport.relayCertificateRules(set), [
+            "contoso . com", "$- . contoso . com", "$- . $- . contoso . com", "$- . $- . $- . contoso . com",
+            "$- . $- . $- . $- . contoso . com", "relay . branch . example"])
+        let access = OutboundExport.sendmail(set, source: "t.yaml")[0].contents
+        XCTAssertTrue(access.contains("Connect:192.0.2\tRELAY"), access)
+    }
+
     func testTLSPolicyAnswersEveryNextHopPostfixAsksFor() throws {
         let maps = OutboundMaps(try compile(policyText))
         let cases: [(String, String, String?)] = [
@@ -135,7 +169,10 @@ final class OutboundMapsTests: XCTestCase {
 
     func testPostfixExportSaysWhatTheSocketmapSays() throws {
         let files = OutboundExport.postfix(try compile(policyText), source: "test.yaml", directory: "/etc/postfix/cm")
-        XCTAssertEqual(files.map(\.name), ["tls_policy", "transport", "main.cf.snippet"])
+        XCTAssertEqual(files.map(\.name), ["tls_policy", "transport", "main.cf.snippet", "relay_domains"])
+        XCTAssertTrue(files[3].contents.hasSuffix("contoso.com\tOK\ncontoso.net\tOK\n.contoso.net\tOK\n"), files[3].contents)
+        XCTAssertTrue(files[2].contents.contains("relay_domains = hash:/etc/postfix/cm/relay_domains"))
+        XCTAssertTrue(files[2].contents.contains("check_policy_service unix:/connector-milter/policy.sock, reject_unauth_destination"))
         let tls = entries(files[0].contents)
         XCTAssertEqual(tls["fabrikam.com"], "secure match=mx.fabrikam.com")
         XCTAssertEqual(tls["[203.0.113.25]:2525"], "secure match=mx.fabrikam.com")
@@ -180,7 +217,9 @@ final class OutboundMapsTests: XCTestCase {
 
     func testSendmailExportUsesAccessMapAndMailertableSyntax() throws {
         let files = OutboundExport.sendmail(try compile(policyText), source: "test.yaml")
-        XCTAssertEqual(files.map(\.name), ["access", "mailertable", "sendmail.mc.snippet"])
+        XCTAssertEqual(files.map(\.name), ["access", "mailertable", "sendmail.mc.snippet", "relay-domains"])
+        XCTAssertTrue(files[3].contents.hasSuffix("contoso.com\ncontoso.net\n"), files[3].contents)
+        XCTAssertTrue(files[2].contents.contains("RELAY_DOMAIN_FILE(`/etc/mail/relay-domains')dnl"), files[2].contents)
         let access = entries(files[0].contents)
         XCTAssertEqual(access["TLS_Rcpt:fabrikam.com"], "VERIFY+CN:mx.fabrikam.com")
         XCTAssertEqual(access["TLS_Rcpt:woodgrove.example"], "VERIFY")

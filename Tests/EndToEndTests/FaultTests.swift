@@ -32,14 +32,16 @@ final class FaultTests: XCTestCase {
     }
 
     /// A message from a stranger to a foreign domain and one to contoso.com: the lab policy
-    /// refuses the first (relay) and accepts the second.
+    /// refuses the first (Postfix, after the daemon's policy service) and the milter accepts the second.
     private func assertLabPolicyJudges(_ lab: PostfixLab, tag: String, file: StaticString = #filePath, line: UInt = #line) throws {
         var o = SwaksOptions(from: "a@example.org", to: ["\(tag)@far.example", "\(tag)@contoso.com"])
         o.xclientAddress = "198.18.0.9"
         o.xclientName = "client.example"
         let t = try lab.swaks(o)
-        XCTAssertEqual(t.rcptReply(for: "\(tag)@far.example")?.text, "550 5.7.64 Relay access denied", t.text, file: file, line: line)
+        XCTAssertEqual(t.rcptReply(for: "\(tag)@far.example")?.text, PostfixLab.relayAccessDenied("\(tag)@far.example"), t.text,
+                       file: file, line: line)
         XCTAssertNotNil(t.queueID, t.text, file: file, line: line)
+        _ = try lab.waitForLog(matching: "verdict=accept .*rcpt=<\(tag)@contoso\\.com>")
     }
 
     private func daemonRun(_ arguments: [String], as user: String? = nil, timeout: TimeInterval = 20) throws -> (status: Int32, output: String) {

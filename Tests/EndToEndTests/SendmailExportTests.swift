@@ -38,6 +38,7 @@ final class SendmailExportTests: XCTestCase {
         return snippet
             .replacingOccurrences(of: "FEATURE(`access_db')dnl", with: "FEATURE(`access_db', `hash -o \(directory)/access')dnl")
             .replacingOccurrences(of: "FEATURE(`mailertable')dnl", with: "FEATURE(`mailertable', `hash -o \(directory)/mailertable')dnl")
+            .replacingOccurrences(of: "/etc/mail/relay-domains", with: directory + "/relay-domains")
             // The lab's CA, not the system's, is the one its certificates come from.
             .split(separator: "\n").filter { !$0.contains("confCACERT") }.joined(separator: "\n")
     }
@@ -49,6 +50,71 @@ final class SendmailExportTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertFalse(result.output.contains(".cf: line "), result.output)
         return result.output
+    }
+
+    /// Relay control from `export sendmail` (no promiscuous_relay): what check_rcpt decides for
+    /// the organization's addresses and certificate names, strangers and the accepted domains.
+    func test_exportedRelayControlIsSendmailsOwn() throws {
+        let postfix = try PostfixLab.start()
+        var keep = true
+        defer { postfix.stop(removeDirectory: !keep) }
+        let policy = """
+            organization:
+              acceptedDomains: [contoso.com, "*.contoso.net"]
+            connectors:
+              - name: Contoso on-premises
+                direction: inbound
+                type: onPremises
+                senderIPAddresses: [192.0.2.0/24, 198.51.100.128/25, "2001:db8:25::/48"]
+              - name: Contoso relay by certificate
+                direction: inbound
+                type: onPremises
+                tlsSenderCertificateName: "*.contoso.com"
+              - name: Branch relay
+                direction: inbound
+                type: onPremises
+                tlsSenderCertificateName: relay.branch.example
+            """
+        let sendmail = try SendmailLab.start(beside: postfix, milterLines: "dnl no milter")
+        defer { sendmail.stop() }
+        let directory = sendmail.directory + "/relay"
+        let lines = try export(policy, into: directory, lab: sendmail)
+        let mc = try sendmail.makeMc(milterLines: lines)
+        XCTAssertTrue(mc.contains("FEATURE(`promiscuous_relay')dnl"), "the lab template changed")
+        let cf = sendmail.directory + "/relay.cf"
+        try sendmail.buildCf(mc: mc.replacingOccurrences(of: "FEATURE(`promiscuous_relay')dnl", with: ""),
+                             mcPath: sendmail.directory + "/relay.mc", cfPath: cf)
+        // (client address, {verify}, {cn_subject}, recipient) -> relayed?
+        let cases: [(String, String, String, String, Bool)] = [
+            ("192.0.2.10", "NONE", "", "partner@example.net", true),
+            ("198.51.100.200", "NONE", "", "partner@example.net", true),
+            ("198.51.100.20", "NONE", "", "partner@example.net", false),
+            ("IPv6:2001:db8:25:0:0:0:0:10", "NONE", "", "partner@example.net", true),
+            ("198.18.0.9", "NONE", "", "partner@example.net", false),
+            ("198.18.0.9", "NONE", "", "user@contoso.com", true),
+            ("198.18.0.9", "NONE", "", "user@deep.sub.contoso.net", true),
+            ("198.18.0.9", "NONE", "", "user@contoso.net", true),
+            ("198.18.0.9", "OK", "relay.contoso.com", "partner@example.net", true),
+            ("198.18.0.9", "OK", "a.b.contoso.com", "partner@example.net", true),
+            ("198.18.0.9", "OK", "RELAY.BRANCH.EXAMPLE", "partner@example.net", true),
+            ("198.18.0.9", "FAIL", "relay.contoso.com", "partner@example.net", false),
+            ("198.18.0.9", "OK", "relay.contoso.com.evil.example", "partner@example.net", false),
+            ("198.18.0.9", "OK", "evil+22+20cert=+22relay.contoso.com", "partner@example.net", false),
+            ("198.18.0.9", "OK", "other.branch.example", "partner@example.net", false),
+        ]
+        var input: [String] = []
+        for (address, verify, name, recipient, _) in cases {
+            input += [".D{client_addr}" + address, ".D{verify}" + verify, ".D{cn_subject}" + name, "check_rcpt <\(recipient)>"]
+        }
+        let output = try addressTest(sendmail, cf: cf, input)
+        let answers = output.split(separator: "\n").filter { $0.hasPrefix("check_rcpt ") && $0.contains("returns:") }.map(String.init)
+        print(answers.joined(separator: "\n"))
+        XCTAssertEqual(answers.count, cases.count, output)
+        for (answer, c) in zip(answers, cases) {
+            let denied = answer.contains("$# error") && answer.contains("Relaying denied")
+            XCTAssertEqual(!denied, c.4, "\(c): \(answer)")
+        }
+        keep = false
     }
 
     func test_exportedTablesAreReadBySendmailAsMeant() throws {

@@ -47,7 +47,7 @@ final class MapsServerTests: XCTestCase {
         XCTAssertEqual(reply("tls-policy example.org"), "NOTFOUND ")
         XCTAssertEqual(reply("tls-policy "), "NOTFOUND ")
         XCTAssertEqual(reply("transport"), "PERM malformed request: expected \"NAME KEY\"")
-        XCTAssertEqual(reply("bogus\u{1} key"), "PERM unknown map \"bogus?\" (this socket serves tls-policy, transport)")
+        XCTAssertEqual(reply("bogus\u{1} key"), "PERM unknown map \"bogus?\" (this socket serves tls-policy, transport, relay-domains)")
     }
 
     func testAServedSocketAnswersSurvivesBadPeersAndFollowsTheCurrentPolicy() throws {

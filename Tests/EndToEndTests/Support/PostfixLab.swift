@@ -27,14 +27,31 @@ final class PostfixLab: @unchecked Sendable {
             case custom(String)
         }
 
+        /// Postfix's own relay control (main.cf.in).
+        enum RelayControl: Sendable {
+            /// The documented setup: the daemon's policy service (LAB/run/policy.sock) and
+            /// relay-domains socketmap (LAB/run/maps.sock); startDaemon serves both.
+            case connectors
+            /// Stock Postfix: only the host relays, mail for these domains is taken from anyone
+            /// (for labs that run no connector-milter).
+            case stock(relayDomains: String)
+        }
+
         var milter: Milter = .labSocket
+        var relayControl: RelayControl = .connectors
         /// CN of the CA-signed (and of the self-signed) client certificate.
         var clientCommonName = "relay.contoso.com"
         /// main.cf parameters added after the template's (a later line wins in Postfix).
         var mainCf: [String: String] = [:]
 
-        init(milter: Milter = .labSocket) {
+        init(milter: Milter = .labSocket, relayControl: RelayControl = .connectors) {
             self.milter = milter
+            self.relayControl = relayControl
+        }
+
+        /// A lab without connector-milter: stock relay control (only the host relays, no relay_domains).
+        static func withoutConnectors(milter: Milter = .labSocket) -> Configuration {
+            Configuration(milter: milter, relayControl: .stock(relayDomains: ""))
         }
     }
 
@@ -56,6 +73,12 @@ final class PostfixLab: @unchecked Sendable {
     /// A directory anyone may write (sockets, pid files): the daemon drops privileges.
     var runDirectory: String { directory + "/run" }
     var milterSocketPath: String { runDirectory + "/milter.sock" }
+    /// Postfix's own refusal of a relay attempt (reject_unauth_destination, after the daemon's
+    /// policy service said DUNNO): what a stranger gets; the milter never sees that recipient.
+    static func relayAccessDenied(_ recipient: String) -> String { "554 5.7.1 <\(recipient)>: Relay access denied" }
+    /// The daemon's policy service and socketmap, as main.cf names them (RelayControl.connectors).
+    var policySocketPath: String { runDirectory + "/policy.sock" }
+    var mapsSocketPath: String { runDirectory + "/maps.sock" }
     /// "unix:LAB/run/milter.sock": what Postfix's smtpd_milters names with `.labSocket`.
     var milterSocket: String { "unix:" + milterSocketPath }
 
@@ -131,8 +154,17 @@ final class PostfixLab: @unchecked Sendable {
         case .labSocket: milterLines = "smtpd_milters = \(milterSocket)"
         case .custom(let value): milterLines = "smtpd_milters = \(value)"
         }
+        let relayPolicy, relayDomains: String
+        switch configuration.relayControl {
+        case .connectors:
+            relayPolicy = "check_policy_service unix:\(policySocketPath), "
+            relayDomains = "socketmap:unix:\(mapsSocketPath):relay-domains"
+        case .stock(let domains):
+            relayPolicy = ""
+            relayDomains = domains
+        }
         let substitutions = ["@LAB@": directory, "@SMTP_PORT@": String(smtpPort), "@SINK_PORT@": String(sinkPort),
-                             "@MILTER_LINES@": milterLines]
+                             "@MILTER_LINES@": milterLines, "@RELAY_POLICY@": relayPolicy, "@RELAY_DOMAINS@": relayDomains]
         for name in ["main.cf", "master.cf"] {
             let templatePath = LabPaths.fixtures + "/postfix/\(name).in"
             guard var text = try? String(contentsOfFile: templatePath, encoding: .utf8) else {
@@ -501,11 +533,17 @@ final class PostfixLab: @unchecked Sendable {
     /// `binary` overrides ConnectorMilterBinary.binaryPath() (for a stand-in).
     func startDaemon(config: String, extraArgs: [String] = [], user: String? = "nobody", group: String? = "postfix",
                      log: String = "syslog", binary: String? = nil, timeout: TimeInterval = 15) throws -> LabMilterProcess {
+        let isStandIn = binary != nil
         let binary = try binary ?? ConnectorMilterBinary.binaryPath()
         var arguments = [binary, "run", "--foreground", "--config", config, "--socket", milterSocket,
                          "--log", log, "--pidfile", runDirectory + "/connector-milter.pid"]
         if let user { arguments += ["--user", user] }
         if let group { arguments += ["--group", group] }
+        // The relay control main.cf names (a stand-in binary serves no such thing).
+        if case .connectors = configuration.relayControl, !isStandIn {
+            if !extraArgs.contains("--policy-socket") { arguments += ["--policy-socket", "unix:" + policySocketPath] }
+            if !extraArgs.contains("--maps-socket") { arguments += ["--maps-socket", "unix:" + mapsSocketPath] }
+        }
         return try startMilter(arguments + extraArgs, name: "connector-milter", pidfile: runDirectory + "/connector-milter.pid",
                                timeout: timeout)
     }
