@@ -135,7 +135,7 @@ package enum PolicyKeys {
                    "deliver to these hosts, by their address records, instead of the recipient domain's MX"),
         .connector("useMXRecord", .outbound, \.useMXRecord, .bool, defaultValue: "`true` without smartHosts",
                    "deliver by the recipient domain's MX; `false` needs smartHosts, `true` with them is an error"),
-        .connector("tlsSettings", .outbound, \.tlsSettings, .oneOf(TLSSettings.self), defaultValue: "none (opportunistic TLS)",
+        .connector("tlsSettings", .outbound, \.tlsSettings, .oneOf(TLSSettings.self), defaultValue: "none (the MTA's own TLS policy)",
                    "the TLS that delivery requires: any encryption, a valid certificate, or a valid certificate for tlsDomain"),
         .connector("tlsDomain", .outbound, \.tlsDomain,
                    ValueSyntax.domainPattern(example: "mx.fabrikam.com").map { $0.description },
