@@ -82,6 +82,7 @@ final class CleanRootTests: XCTestCase {
         XCTAssertEqual(try root.run(["postconf", "-h", "smtpd_milters"]).output, "unix:/connector-milter/milter.sock\n")
 
         try checkMail(root, queuedReply: "Ok: queued as", tempfails: true)
+        try checkRelayControl(root, milterLine: lines.first { $0.contains("smtpd_milters") }!)
 
         // Stopped: Postfix tempfails (milter_default_action), nothing passes unjudged.
         try root.check(["systemctl", "stop", "connector-milter"])
@@ -111,13 +112,17 @@ final class CleanRootTests: XCTestCase {
         XCTAssertTrue(waitFor(timeout: 10) { self.journal(root).contains("no group postfix for the socket: set SOCKET and SOCKET_GROUP") },
                       journal(root))
 
-        // /etc/default/connector-milter: the two Sendmail lines uncommented, as docs/install.md says.
+        // /etc/default/connector-milter: the four Sendmail lines uncommented, as docs/install.md says.
         let defaults = root.read("/etc/default/connector-milter")
         XCTAssertTrue(defaults.contains("\n#SOCKET=/run/connector-milter/milter.sock\n"), defaults)
         XCTAssertTrue(defaults.contains("\n#SOCKET_GROUP=connector-milter\n"), defaults)
+        XCTAssertTrue(defaults.contains("\n#POLICY_SOCKET=/run/connector-milter/policy.sock\n"), defaults)
+        XCTAssertTrue(defaults.contains("\n#MAPS_SOCKET=/run/connector-milter/maps.sock\n"), defaults)
         try root.write("/etc/default/connector-milter", defaults
             .replacingOccurrences(of: "\n#SOCKET=/run/connector-milter/milter.sock\n", with: "\nSOCKET=/run/connector-milter/milter.sock\n")
-            .replacingOccurrences(of: "\n#SOCKET_GROUP=connector-milter\n", with: "\nSOCKET_GROUP=connector-milter\n"))
+            .replacingOccurrences(of: "\n#SOCKET_GROUP=connector-milter\n", with: "\nSOCKET_GROUP=connector-milter\n")
+            .replacingOccurrences(of: "\n#POLICY_SOCKET=", with: "\nPOLICY_SOCKET=")
+            .replacingOccurrences(of: "\n#MAPS_SOCKET=", with: "\nMAPS_SOCKET="))
         try root.check(["systemctl", "restart", "connector-milter"])
         XCTAssertTrue(waitFor(timeout: 10) { root.exists("/run/connector-milter/milter.sock") }, journal(root))
         try assertOwner(root, "/run/connector-milter/milter.sock", "connector-milter connector-milter 660 socket")
@@ -213,6 +218,43 @@ final class CleanRootTests: XCTestCase {
         XCTAssertEqual(report.status, 0, report.output)
         XCTAssertTrue(report.output.contains("Fabrikam Bank"), report.output)
     }
+
+    /// Postfix's stock relay control with the guide's lines: an onPremises address relays to
+    /// the internet, a stranger may not, mail for an accepted domain is taken from anyone; and
+    /// with the milter line removed a stranger is still refused.
+    private func checkRelayControl(_ root: CleanRoot, milterLine: String) throws {
+        try reload(root, to: Self.relayPolicy)
+        for address in ["192.0.2.10", "198.51.100.9"] {
+            try root.inNetworkNamespace(["ip", "address", "add", address + "/32", "dev", "lo"])
+        }
+        XCTAssertEqual(try root.run(["postconf", "-h", "mynetworks"]).output, "127.0.0.0/8 [::1]/128\n")
+
+        let onPremises = try root.send(from: "alice@contoso.example", to: "partner@example.net", source: "192.0.2.10")
+        XCTAssertTrue(onPremises.rcpt.hasPrefix("250"), "the on-premises server relays:\n\(onPremises.transcript)")
+        let stranger = try root.send(from: "x@example.org", to: "victim@example.net", source: "198.51.100.9")
+        XCTAssertTrue(stranger.rcpt.hasPrefix("554 5.7.1"), "a stranger may not relay:\n\(stranger.transcript)")
+        let inbound = try root.send(from: "x@example.org", to: "user@contoso.example", source: "198.51.100.9")
+        XCTAssertTrue(inbound.rcpt.hasPrefix("250"), "mail for an accepted domain is taken from anyone:\n\(inbound.transcript)")
+
+        // Without the milter, Postfix's own relay control still refuses the stranger.
+        try root.check(["postconf", "-e", "smtpd_milters ="])
+        try root.check(["systemctl", "reload", "postfix"])
+        let unfiltered = try root.send(from: "x@example.org", to: "victim@example.net", source: "198.51.100.9")
+        XCTAssertTrue(unfiltered.rcpt.hasPrefix("554 5.7.1"), "no open relay without the milter:\n\(unfiltered.transcript)")
+        try root.shell(milterLine)
+        try root.check(["systemctl", "reload", "postfix"])
+    }
+
+    static let relayPolicy = """
+        organization:
+          acceptedDomains: [contoso.example, localhost]
+        connectors:
+          - name: Contoso on-premises
+            direction: inbound
+            type: onPremises
+            senderIPAddresses: [192.0.2.0/24]
+
+        """
 
     /// Writes the policy and reloads through systemd; waits for the daemon's "reloaded" line.
     private func reload(_ root: CleanRoot, to policy: String) throws {

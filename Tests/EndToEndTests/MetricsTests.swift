@@ -160,8 +160,11 @@ final class MetricsTests: LabTestCase {
             Self.lookups("transport", "notfound"): 1,
             Self.lookups("unknown", "perm"): 1,
         ]
-        // The judging sum and its finite buckets depend on the machine; the rest is exact.
-        let exact = changed.filter { !$0.key.hasPrefix(judging + "_sum") && !($0.key.hasPrefix(judging + "_bucket") && !$0.key.contains("+Inf")) }
+        // The judging sum and its finite buckets depend on the machine; Postfix's own
+        // relay_domains lookups (relay control, once per recipient it classifies, minus what its
+        // smtpd caches) are not the test's to count. The rest is exact.
+        let exact = changed.filter { !$0.key.hasPrefix(judging + "_sum") && !($0.key.hasPrefix(judging + "_bucket") && !$0.key.contains("+Inf"))
+            && !$0.key.contains(#"map="relay-domains""#) }
         XCTAssertEqual(exact, expected, "after:\n\(after.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "\n"))")
         XCTAssertGreaterThan(changed["\(judging)_sum"] ?? 0, 0)
         XCTAssertEqual(after["connector_milter_sessions_open"], 0)

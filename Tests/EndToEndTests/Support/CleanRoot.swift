@@ -182,9 +182,12 @@ final class CleanRoot {
     /// The first reply to RCPT TO when swaks sends one message through the root's MTA on
     /// 127.0.0.1:25 (e.g. "250 2.1.5 Ok", "550 5.7.51 ..."), and the final reply of the
     /// transaction ("250 2.0.0 Ok: queued as ..." when accepted).
-    func send(from sender: String, to recipient: String) throws -> (rcpt: String, last: String, transcript: String) {
+    /// A message through the root's MTA on 127.0.0.1:25, from `source` (an address on the
+    /// root's loopback interface) when given.
+    func send(from sender: String, to recipient: String, source: String? = nil) throws -> (rcpt: String, last: String, transcript: String) {
         let result = try run(["swaks", "--server", "127.0.0.1", "--port", "25", "--timeout", "30",
-                              "--from", sender, "--to", recipient, "--h-Subject", "clean root test"])
+                              "--from", sender, "--to", recipient, "--h-Subject", "clean root test"]
+                             + (source.map { ["--local-interface", $0] } ?? []))
         let lines = result.output.split(separator: "\n").map(String.init)
         var rcpt = ""
         var last = ""
@@ -214,6 +217,13 @@ final class CleanRoot {
             return found != nil
         }
         return found
+    }
+
+    /// A host program in the root's network namespace (a minbase root has no iproute2).
+    func inNetworkNamespace(_ arguments: [String]) throws {
+        guard let systemdPID else { throw LabError("the root \(root) is not booted") }
+        let result = try LabProcess.run(["nsenter", "-t", String(systemdPID), "-n"] + arguments, timeout: 30)
+        guard result.status == 0 else { throw LabError("\(arguments.joined(separator: " ")): \(result.output)") }
     }
 
     /// systemd in the root mounts devtmpfs on its /dev, and devtmpfs is one file system for the
