@@ -59,26 +59,41 @@ final class MilterBridge: @unchecked Sendable {
     }
 
     func connect(_ connection: LibmilterConnection, hostname: String, address: String?) -> sfsistat {
-        // After "quit, new connection follows" libmilter reuses the context; close has run,
-        // but never trust that a previous box is gone.
-        releaseBox(connection)
         guard let factory else {
             // libmilter accepts only inside smfi_main, which starts after the factory is set:
             // this is a bug, and a bug fails closed, like a configuration problem in Postfix.
+            releaseBox(connection)
             report("connect: no policy loaded yet")
             return answer(.configurationProblem, connection)
         }
-        let box = SessionBox(session: factory.makeSession(), context: LibmilterContext(connection, stage: .connect))
-        let pointer = Unmanaged.passRetained(box).toOpaque()
-        guard connection.setPrivateData(pointer) else {
-            Unmanaged<SessionBox>.fromOpaque(pointer).release()
+        if let box = box(connection) {
+            // The box negotiation opened; or, after "quit, new connection follows", libmilter
+            // reuses the context: close has run, but never trust that the old session is gone.
             box.session?.close()
-            report("connect: smfi_setpriv failed")
-            return answer(.internalFailure, connection)
+            box.deferredResponse = nil
+            box.session = factory.makeSession()
+        } else {
+            guard openBox(connection, session: factory.makeSession()) else {
+                return answer(.internalFailure, connection)
+            }
         }
         return call(connection, .connect) { session, context in
             try session.connect(hostname: hostname, address: address, context: context)
         }
+    }
+
+    /// Stores a new box in the connection; false (and the session closed) when libmilter
+    /// refuses the private pointer.
+    private func openBox(_ connection: LibmilterConnection, session: MilterSession?) -> Bool {
+        let box = SessionBox(session: session, context: LibmilterContext(connection, stage: .connect))
+        let pointer = Unmanaged.passRetained(box).toOpaque()
+        guard connection.setPrivateData(pointer) else {
+            Unmanaged<SessionBox>.fromOpaque(pointer).release()
+            session?.close()
+            report("connect: smfi_setpriv failed")
+            return false
+        }
+        return true
     }
 
     /// The actions and steps to ask of the MTA, or nil to refuse the connection (libmilter
@@ -122,6 +137,9 @@ final class MilterBridge: @unchecked Sendable {
                 report("negotiate: the MTA cannot take a macro list (no SMFIF_SETSYMLIST); using its defaults")
             }
         }
+        // The connection counts as open from here (a stop waits for it), not only from
+        // connect: the MTA may be between the two when the milter stops accepting.
+        if connection.privateData == nil { _ = openBox(connection, session: nil) }
         return (actions, steps)
     }
 
@@ -216,15 +234,16 @@ final class MilterBridge: @unchecked Sendable {
 
 /// One connection's state, owned through libmilter's private pointer.
 final class SessionBox {
+    /// Nil between negotiation and connect.
     var session: MilterSession?
     let context: LibmilterContext
     /// A header refusal waiting for end of message (see MilterBridge.header).
     var deferredResponse: MilterResponse?
 
-    /// Connections between xxfi_connect and xxfi_close, for a stop that lets them finish.
+    /// Connections between xxfi_negotiate and xxfi_close, for a stop that lets them finish.
     static let open = Atomic<Int>(0)
 
-    init(session: MilterSession, context: LibmilterContext) {
+    init(session: MilterSession?, context: LibmilterContext) {
         self.session = session
         self.context = context
         SessionBox.open.add(1, ordering: .relaxed)
