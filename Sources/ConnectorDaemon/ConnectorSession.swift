@@ -33,11 +33,16 @@ final class ConnectorSessionFactory: MilterSessionFactory {
     ]
 
 
+    /// Only RCPT (the verdict) and end of message (the header changes) need an answer, so the
+    /// MTA waits for no other: connect, MAIL and the headers only bring facts. HELO is not
+    /// needed: the HELO name decides nothing, and the TLS facts are asked for at MAIL.
     static let configuration = MilterConfiguration(
         name: "connector-milter",
         actions: [.addHeaders, .changeHeaders],
         macros: requestedMacros,
-        noReplyToHeaders: true
+        noReplyToHeaders: true,
+        noReplyBeforeRecipient: true,
+        needsHelo: false
     )
 }
 

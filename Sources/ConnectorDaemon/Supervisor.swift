@@ -64,11 +64,20 @@ public enum Supervisor {
         if let pidfile = options.pidfile {
             do { try writePidfile(pidfile) } catch { return fail(error) }
         }
+        let socketPaths = [options.socket.unixPath, options.mapsSocket?.unixPath, options.policySocket?.unixPath].compactMap { $0 }
+        // The sockets of the last worker that became ready. A stopping worker leaves its
+        // socket on disk unanswered while it drains; a daemon started meanwhile takes the
+        // path over, and that new socket is not ours to remove.
+        var workerSockets: [String: SocketIdentity] = [:]
+        func recordSockets() {
+            for path in socketPaths { workerSockets[path] = SocketIdentity(path: path) }
+        }
         func exitCleanly(_ code: Int32) -> Int32 {
             if let pidfile = options.pidfile { unlink(pidfile) }
             // The worker cannot remove its socket once it is no longer root (libmilter tries);
             // no worker is alive now, so the socket is ours to remove.
-            for path in [options.socket.unixPath, options.mapsSocket?.unixPath, options.policySocket?.unixPath].compactMap({ $0 }) {
+            for path in socketPaths {
+                if let known = workerSockets[path], SocketIdentity(path: path) != known { continue }
                 removeSocket(at: path)
             }
             return code
@@ -78,6 +87,7 @@ public enum Supervisor {
         switch startWorker(options) {
         case .ready(let pid):
             worker = pid
+            recordSockets()
         case .failed(let error):
             // The worker has said why on stderr and in the log; no restart loop at startup.
             log.log(.error, "worker failed to start: \(error.message)")
@@ -109,6 +119,7 @@ public enum Supervisor {
                 switch startWorker(respawn) {
                 case .ready(let pid):
                     log.log(.notice, "worker \(pid) started")
+                    recordSockets()
                     (current, startedAt, restartAt) = (pid, MonotonicClock.now(), nil)
                 case .failed(let error):
                     log.log(.error, "worker failed to start (\(error.message)); next attempt in \(Int(nextDelay)) s")
@@ -311,6 +322,18 @@ public enum Supervisor {
             throw DaemonError(.cantCreate, "cannot check whether \(path) is in use", error)
         }
         throw DaemonError(.cantCreate, "another daemon is already listening on \(path); not starting a second one")
+    }
+
+    /// Which file a path names, to tell one socket from another made later at the same path.
+    struct SocketIdentity: Equatable {
+        let device: UInt64
+        let inode: UInt64
+
+        init?(path: String) {
+            var info = stat()
+            guard lstat(path, &info) == 0 else { return nil }
+            (device, inode) = (UInt64(info.st_dev), UInt64(info.st_ino))
+        }
     }
 
     static func removeSocket(at path: String) {

@@ -162,16 +162,30 @@ public enum Worker {
         }
     }
 
-    /// Waits for the open SMTP sessions to end (at most `stopGrace` seconds: an MTA may keep
-    /// a connection for minutes) and exits. libmilter has no drain: smfi_stop, like its own
-    /// SIGTERM handling, drops the open sessions within its ~5 s poll interval, so it is not
-    /// called; connections that arrive meanwhile are served too. Sessions still open at the
-    /// deadline are cut, and Postfix tempfails them (milter_default_action): nothing is lost.
+    /// Stops accepting, waits for the MTA connections open at that moment to end (at most
+    /// `stopGrace` seconds: an MTA may keep a connection for minutes) and exits. smfi_stop is
+    /// not called: it, like libmilter's own SIGTERM handling, drops the open sessions.
+    /// Once the listener is gone, the MTA's new connections fail and it applies its default
+    /// action (Postfix `milter_default_action = tempfail`, Sendmail `F=T`): those senders
+    /// retry. Sessions still open at the deadline are cut and tempfailed the same way.
     private static func stopGracefully(log: LogSink) -> Never {
         let deadline = MonotonicClock.now() + stopGrace
+        let refusing = MilterServer.stopAccepting()
+        if !refusing {
+            log.log(.warning, "stopping: cannot stop libmilter from accepting; new connections are served until the sessions end")
+        }
         var open = MilterServer.openSessions
         if open > 0 { log.log(.notice, "stopping: waiting up to \(Int(stopGrace)) s for \(open) open sessions") }
-        while open > 0 && MonotonicClock.now() < deadline {
+        // Zero twice in a row: a connection libmilter accepted just before the listener went
+        // is counted only once its first command (negotiation) reaches us, a moment later.
+        var zeroSeen = false
+        while MonotonicClock.now() < deadline {
+            if open == 0 {
+                if zeroSeen { break }
+                zeroSeen = true
+            } else {
+                zeroSeen = false
+            }
             usleep(50_000)
             open = MilterServer.openSessions
         }

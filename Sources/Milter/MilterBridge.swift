@@ -59,26 +59,47 @@ final class MilterBridge: @unchecked Sendable {
     }
 
     func connect(_ connection: LibmilterConnection, hostname: String, address: String?) -> sfsistat {
-        // After "quit, new connection follows" libmilter reuses the context; close has run,
-        // but never trust that a previous box is gone.
-        releaseBox(connection)
         guard let factory else {
             // libmilter accepts only inside smfi_main, which starts after the factory is set:
             // this is a bug, and a bug fails closed, like a configuration problem in Postfix.
             report("connect: no policy loaded yet")
-            return answer(.configurationProblem, connection)
+            return reply(.configurationProblem, at: .connect, box(connection), connection)
         }
-        let box = SessionBox(session: factory.makeSession(), context: LibmilterContext(connection, stage: .connect))
-        let pointer = Unmanaged.passRetained(box).toOpaque()
-        guard connection.setPrivateData(pointer) else {
-            Unmanaged<SessionBox>.fromOpaque(pointer).release()
-            box.session?.close()
-            report("connect: smfi_setpriv failed")
-            return answer(.internalFailure, connection)
+        if let box = box(connection) {
+            // The box negotiation opened, with its session; or, after "quit, new connection
+            // follows", libmilter reuses the context: close has run, but never trust that the
+            // old session is gone.
+            if box.session == nil || box.connected {
+                box.session?.close()
+                box.session = factory.makeSession()
+            }
+            box.connected = true
+            box.deferredResponse = nil
+            box.connectionRefusal = nil
+        } else {
+            guard openBox(connection, session: factory.makeSession()) else {
+                // No box: every later stage finds no session and tempfails.
+                return reply(.internalFailure, at: .connect, nil, connection)
+            }
+            box(connection)?.connected = true
         }
         return call(connection, .connect) { session, context in
             try session.connect(hostname: hostname, address: address, context: context)
         }
+    }
+
+    /// Stores a new box in the connection; false (and the session closed) when libmilter
+    /// refuses the private pointer.
+    private func openBox(_ connection: LibmilterConnection, session: MilterSession?) -> Bool {
+        let box = SessionBox(session: session, context: LibmilterContext(connection, stage: .connect))
+        let pointer = Unmanaged.passRetained(box).toOpaque()
+        guard connection.setPrivateData(pointer) else {
+            Unmanaged<SessionBox>.fromOpaque(pointer).release()
+            session?.close()
+            report("connect: smfi_setpriv failed")
+            return false
+        }
+        return true
     }
 
     /// The actions and steps to ask of the MTA, or nil to refuse the connection (libmilter
@@ -97,55 +118,64 @@ final class MilterBridge: @unchecked Sendable {
         for step in [SMFIP_NOBODY, SMFIP_NOUNKNOWN, SMFIP_NODATA, SMFIP_NOEOH].map(UInt.init) where offeredSteps & step != 0 {
             steps |= step
         }
+        // libmilter always offers the SMFIP_NR_* steps (it fakes the reply for an MTA without
+        // them, engine.c fake_pflags), and a callback's answer depends on them (SMFIS_NOREPLY
+        // or not), so a connection without them cannot be served consistently.
         if configuration.noReplyToHeaders {
-            // libmilter always offers SMFIP_NR_HDR (it fakes the reply for an MTA without it,
-            // engine.c fake_pflags), and the header callback's answer depends on it, so a
-            // connection without it cannot be served consistently.
             guard offeredSteps & UInt(SMFIP_NR_HDR) != 0 else {
                 report("negotiate: no SMFIP_NR_HDR offered; cannot skip header replies")
                 return nil
             }
             steps |= UInt(SMFIP_NR_HDR)
         }
+        if configuration.noReplyBeforeRecipient {
+            let noReplies = UInt(SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL)
+            guard offeredSteps & noReplies == noReplies else {
+                report("negotiate: no SMFIP_NR_CONN, SMFIP_NR_HELO and SMFIP_NR_MAIL offered; cannot skip their replies")
+                return nil
+            }
+            steps |= noReplies
+        }
 
         let wanted = configuration.macros.filter { !$0.value.isEmpty && $0.key.symlistIndex != nil }
         if !wanted.isEmpty {
             if offeredActions & UInt(SMFIF_SETSYMLIST) != 0 {
                 actions |= UInt(SMFIF_SETSYMLIST)
+                var listed = true
                 for (stage, names) in wanted {
                     let list = names.joined(separator: " ")
                     if !connection.requestMacros(list, at: stage) {
                         report("negotiate: smfi_setsymlist(\(stage), \(list)) failed")
+                        listed = false
                     }
+                }
+                // HELO only when our lists are in force: with the MTA's defaults, some facts
+                // (Postfix's TLS macros) come at HELO only.
+                if listed && !configuration.needsHelo && offeredSteps & UInt(SMFIP_NOHELO) != 0 {
+                    steps |= UInt(SMFIP_NOHELO)
                 }
             } else {
                 report("negotiate: the MTA cannot take a macro list (no SMFIF_SETSYMLIST); using its defaults")
             }
         }
+        // The connection counts as open from here (a stop waits for it), not only from
+        // connect: the MTA may be between the two when the milter stops accepting. Its
+        // session, and so its policy, starts here too: negotiation is answered at once, while
+        // connect, HELO and MAIL, which the MTA does not wait for, may reach us much later
+        // (seen with Postfix: a reload between the client's MAIL and RCPT applied to the
+        // session when the session was made at connect).
+        if connection.privateData == nil { _ = openBox(connection, session: factory?.makeSession()) }
         return (actions, steps)
     }
 
     func header(_ connection: LibmilterConnection, name: String, value: String) -> sfsistat {
-        guard configuration.noReplyToHeaders else {
-            return call(connection, .header) { session, context in
-                try session.header(name: name, value: value, context: context)
-            }
-        }
-        // SMFIP_NR_HDR: the MTA expects no reply (libmilter would turn any answer into none),
-        // so a refusal is kept and given at end of message, the next step that is answered.
-        guard let box = box(connection) else {
-            report("header: no session")
-            return SMFIS_NOREPLY  // and end of message, finding no session either, tempfails
-        }
-        let response = respond(box, connection, .header) { session, context in
+        call(connection, .header) { session, context in
             try session.header(name: name, value: value, context: context)
         }
-        if response != .proceed && box.deferredResponse == nil { box.deferredResponse = response }
-        return SMFIS_NOREPLY
     }
 
     func endOfMessage(_ connection: LibmilterConnection) -> sfsistat {
-        if let box = box(connection), let deferred = box.deferredResponse {
+        if let box = box(connection), let deferred = box.connectionRefusal ?? box.deferredResponse {
             box.deferredResponse = nil
             // The message ends here without endOfMessage: the session drops it as aborted.
             box.context.connection = connection
@@ -175,9 +205,51 @@ final class MilterBridge: @unchecked Sendable {
               _ body: (MilterSession, MilterContext) throws -> MilterResponse) -> sfsistat {
         guard let box = box(connection) else {
             report("\(stage): no session for this connection")
-            return answer(.internalFailure, connection)
+            return reply(.internalFailure, at: stage, nil, connection)
         }
-        return answer(respond(box, connection, stage, body), connection)
+        switch stage {
+        case .envelopeFrom:
+            box.deferredResponse = nil  // a new message
+        case .envelopeRecipient:
+            // A refusal kept from a stage the MTA did not wait for is given here, the first
+            // stage that is answered, before the message can be accepted.
+            if let kept = box.connectionRefusal ?? box.deferredResponse { return answer(kept, connection) }
+        default:
+            break
+        }
+        return reply(respond(box, connection, stage, body), at: stage, box, connection)
+    }
+
+    /// Whether the MTA was told not to wait for a reply at `stage` (SMFIP_NR_*).
+    private func isUnanswered(_ stage: MilterStage) -> Bool {
+        switch stage {
+        case .connect, .helo, .envelopeFrom: configuration.noReplyBeforeRecipient
+        case .header: configuration.noReplyToHeaders
+        default: false
+        }
+    }
+
+    /// Answers `response`, or, at a stage the MTA expects no reply for (libmilter would turn
+    /// any answer into none), returns SMFIS_NOREPLY and keeps a refusal in `box` for the next
+    /// stage that is answered: RCPT, or end of message for a header. Without a box, those
+    /// stages find no session and tempfail anyway.
+    private func reply(_ response: MilterResponse, at stage: MilterStage, _ box: SessionBox?,
+                       _ connection: LibmilterConnection) -> sfsistat {
+        guard isUnanswered(stage) else { return answer(response, connection) }
+        switch response {
+        case .proceed:
+            break
+        case .refuse:
+            if stage == .connect || stage == .helo {
+                if box?.connectionRefusal == nil { box?.connectionRefusal = response }
+            } else if box?.deferredResponse == nil {
+                box?.deferredResponse = response
+            }
+        case .accept, .discard:
+            // Nothing to keep them for: they mean something else at a later stage.
+            report("\(stage): \(response) cannot be told to the MTA here; continuing")
+        }
+        return SMFIS_NOREPLY
     }
 
     private func respond(_ box: SessionBox, _ connection: LibmilterConnection, _ stage: MilterStage,
@@ -216,15 +288,21 @@ final class MilterBridge: @unchecked Sendable {
 
 /// One connection's state, owned through libmilter's private pointer.
 final class SessionBox {
+    /// Nil between negotiation and connect.
     var session: MilterSession?
     let context: LibmilterContext
-    /// A header refusal waiting for end of message (see MilterBridge.header).
+    /// A refusal of this message from a stage the MTA did not wait for (MAIL, a header),
+    /// waiting for the next stage that is answered (see MilterBridge.reply).
     var deferredResponse: MilterResponse?
+    /// The same from connect or HELO: it holds for every message of the connection.
+    var connectionRefusal: MilterResponse?
+    /// xxfi_connect has run for `session`.
+    var connected = false
 
-    /// Connections between xxfi_connect and xxfi_close, for a stop that lets them finish.
+    /// Connections between xxfi_negotiate and xxfi_close, for a stop that lets them finish.
     static let open = Atomic<Int>(0)
 
-    init(session: MilterSession, context: LibmilterContext) {
+    init(session: MilterSession?, context: LibmilterContext) {
         self.session = session
         self.context = context
         SessionBox.open.add(1, ordering: .relaxed)

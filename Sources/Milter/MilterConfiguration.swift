@@ -23,6 +23,15 @@ public struct MilterConfiguration: Sendable {
     /// Ask the MTA not to wait for a reply to each header (SMFIP_NR_HDR): one round trip
     /// less per header. See `MilterSession.header` for how a header refusal is then delivered.
     public var noReplyToHeaders: Bool
+    /// Ask the MTA not to wait for a reply at connect, HELO and MAIL (SMFIP_NR_CONN,
+    /// SMFIP_NR_HELO, SMFIP_NR_MAIL): three round trips less per connection. A refusal there
+    /// is given at the first RCPT instead (or at end of message), still before any message is
+    /// accepted.
+    public var noReplyBeforeRecipient: Bool
+    /// False: the milter takes nothing from HELO that its macro lists do not bring at a later
+    /// stage, so the MTA is asked not to send HELO at all (SMFIP_NOHELO), when it takes the
+    /// lists (SMFIF_SETSYMLIST).
+    public var needsHelo: Bool
     /// smfi_settimeout: seconds libmilter waits for the MTA (libmilter's default is 7210).
     public var timeout: Int?
     /// smfi_setbacklog: listen(2) backlog.
@@ -35,6 +44,8 @@ public struct MilterConfiguration: Sendable {
                 actions: Actions = [],
                 macros: [MilterStage: [String]] = [:],
                 noReplyToHeaders: Bool = true,
+                noReplyBeforeRecipient: Bool = false,
+                needsHelo: Bool = true,
                 timeout: Int? = nil,
                 backlog: Int? = nil,
                 errorHandler: (@Sendable (String) -> Void)? = nil) {
@@ -42,6 +53,8 @@ public struct MilterConfiguration: Sendable {
         self.actions = actions
         self.macros = macros
         self.noReplyToHeaders = noReplyToHeaders
+        self.noReplyBeforeRecipient = noReplyBeforeRecipient
+        self.needsHelo = needsHelo
         self.timeout = timeout
         self.backlog = backlog
         self.errorHandler = errorHandler

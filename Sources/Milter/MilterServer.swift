@@ -54,10 +54,93 @@ public enum MilterServer {
         guard bridge != nil else { throw MilterServerError.notRegistered }
         let set = spec.withCString { smfi_setconn(UnsafeMutablePointer(mutating: $0)) }
         guard set == MI_SUCCESS else { throw MilterServerError.call("smfi_setconn(\(spec))") }
+        let before = listeningDescriptors()
         // libmilter's bool is an int.
         guard smfi_opensocket(removeExisting ? 1 : 0) == MI_SUCCESS else {
             throw MilterServerError.call("smfi_opensocket(\(spec))")
         }
+        // libmilter keeps its listening descriptor to itself; the one that appeared is it.
+        let appeared = listeningDescriptors().subtracting(before)
+        listener = appeared.count == 1 ? appeared.first : nil
+    }
+
+    // libmilter's listening descriptor, found by `openSocket`; nil once `stopAccepting` ran.
+    nonisolated(unsafe) static var listener: Int32?
+
+    /// Stops taking new connections while the open ones go on: the MTA's next connection
+    /// fails (ECONNREFUSED) and it applies its default action. False when it cannot be done
+    /// (the listener was not found): then new connections keep being served.
+    ///
+    /// libmilter has no such call: smfi_stop ends every open session too. So the listening
+    /// socket is taken from under libmilter's accept loop: its descriptor number is made to
+    /// point at a listening socket nobody can reach (of another address family, which
+    /// libmilter would refuse anyway), and the real one is shut down, which refuses new
+    /// connections at once and wakes the loop out of its poll. The loop then waits in
+    /// accept(2) on the quiet socket until the process exits; it never ends smfi_main, so
+    /// the sessions it started run on.
+    public static func stopAccepting() -> Bool {
+        guard let listener else { return false }
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        guard named == 0, let quiet = unreachableListener(unlike: Int32(address.ss_family)) else { return false }
+        let real = fcntl(listener, F_DUPFD_CLOEXEC, 0)
+        guard real >= 0 else { close(quiet); return false }
+        guard dup2(quiet, listener) >= 0 else { close(quiet); close(real); return false }
+        close(quiet)
+        shutdown(real, Int32(SHUT_RDWR))
+        close(real)
+        Self.listener = nil
+        return true
+    }
+
+    /// A listening socket with no address anyone can find or use: an AF_INET one on a
+    /// loopback port when libmilter listens on a unix socket, an autobound abstract unix
+    /// one otherwise. libmilter closes a connection of the wrong family without serving it.
+    private static func unreachableListener(unlike family: Int32) -> Int32? {
+        let useInet = family == AF_UNIX
+        let descriptor = socket(useInet ? AF_INET : AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        let bound: Int32
+        if useInet {
+            var inet = sockaddr_in()
+            inet.sin_family = sa_family_t(AF_INET)
+            inet.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            bound = withUnsafePointer(to: &inet) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        } else {
+            // Only the family: Linux then picks an unused abstract name (autobind).
+            var unix = sockaddr_un()
+            unix.sun_family = sa_family_t(AF_UNIX)
+            bound = withUnsafePointer(to: &unix) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sa_family_t>.size)) }
+            }
+        }
+        guard bound == 0, listen(descriptor, 1) == 0 else {
+            close(descriptor)
+            return nil
+        }
+        return descriptor
+    }
+
+    /// The descriptors of this process that are listening sockets.
+    private static func listeningDescriptors() -> Set<Int32> {
+        guard let directory = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(directory) }
+        var found: Set<Int32> = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let descriptor = Int32(name) else { continue }
+            var accepting: Int32 = 0
+            var size = socklen_t(MemoryLayout<Int32>.size)
+            if getsockopt(descriptor, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size) == 0 && accepting != 0 {
+                found.insert(descriptor)
+            }
+        }
+        return found
     }
 
     /// Serves connections with sessions from `factory` until libmilter stops: on SIGHUP,
@@ -71,7 +154,7 @@ public enum MilterServer {
         guard smfi_main() == MI_SUCCESS else { throw MilterServerError.call("smfi_main") }
     }
 
-    /// SMTP connections the milter is serving now.
+    /// MTA connections the milter is serving now, from negotiation to close.
     public static var openSessions: Int { SessionBox.open.load(ordering: .relaxed) }
 
     /// The libmilter version linked in, "8.17.1" style.

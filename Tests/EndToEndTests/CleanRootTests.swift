@@ -54,7 +54,7 @@ final class CleanRootTests: XCTestCase {
     func test_postfixHost_installRunReloadRemovePurge() throws {
         let deb = try DebianPackage.path()
         let root = try CleanRoot.make(name: "postfix", packages: ["/root/" + (deb as NSString).lastPathComponent, "postfix", "swaks"],
-                                      debconf: ["postfix postfix/main_mailer_type select Local only",
+                                      debconf: ["postfix postfix/main_mailer_type select Internet Site",
                                                 "postfix postfix/mailname string \(CleanRoot.hostname)"],
                                       copying: deb)
         roots.append(root)

@@ -47,6 +47,8 @@ private final class RecordedConnection: LibmilterConnection {
 private final class ScriptedSession: MilterSession {
     var calls: [String] = []
     var headerResponse: MilterResponse = .proceed
+    var connectResponse: MilterResponse = .proceed
+    var mailResponse: MilterResponse = .proceed
     var changeHeadersAt: MilterStage?
     var headerChangeErrors: [MilterError] = []
 
@@ -62,12 +64,12 @@ private final class ScriptedSession: MilterSession {
 
     func connect(hostname: String, address: String?, context: MilterContext) throws -> MilterResponse {
         calls.append("connect \(hostname) \(address ?? "-")")
-        return .proceed
+        return connectResponse
     }
     func helo(_ name: String, context: MilterContext) throws -> MilterResponse { calls.append("helo"); return .proceed }
     func mailFrom(_ arguments: [String], context: MilterContext) throws -> MilterResponse {
         calls.append("mail \(context.macro("i") ?? "-")")
-        return .proceed
+        return mailResponse
     }
     func recipient(_ arguments: [String], context: MilterContext) throws -> MilterResponse { calls.append("rcpt"); return .proceed }
     func header(name: String, value: String, context: MilterContext) throws -> MilterResponse {
@@ -117,7 +119,7 @@ final class MilterBridgeTests: XCTestCase {
         let before = MilterServer.openSessions
         weak var released: ScriptedSession?
         do {
-            XCTAssertEqual(bridge.connect(connection, hostname: "client.example", address: "198.18.0.1"), SMFIS_CONTINUE)
+            XCTAssertEqual(bridge.connect(connection, hostname: "client.example", address: "198.18.0.1"), SMFIS_NOREPLY)
             XCTAssertNotNil(connection.privateData)
             XCTAssertEqual(MilterServer.openSessions, before + 1)
             released = factory.made.first
@@ -133,6 +135,20 @@ final class MilterBridgeTests: XCTestCase {
         XCTAssertEqual(session.calls.filter { $0 == "close" }.count, 1)
         XCTAssertEqual(MilterServer.openSessions, before)
         XCTAssertTrue(errors.messages.isEmpty, "\(errors.messages)")
+    }
+
+    func test_theSessionAndItsPolicyStartAtNegotiation() throws {
+        let bridge = bridge()
+        let connection = RecordedConnection()
+        let before = MilterServer.openSessions
+        _ = try XCTUnwrap(bridge.negotiate(connection, offeredActions: everyAction, offeredSteps: everyStep))
+        XCTAssertEqual(factory.made.count, 1, "made at negotiation, which the MTA waits for")
+        XCTAssertEqual(MilterServer.openSessions, before + 1, "a stop waits for it from here")
+        _ = bridge.connect(connection, hostname: "a", address: nil)
+        XCTAssertEqual(factory.made.count, 1, "connect uses it")
+        XCTAssertEqual(factory.made[0].calls, ["connect a -"])
+        _ = bridge.close(connection)
+        XCTAssertEqual(MilterServer.openSessions, before)
     }
 
     func test_theSessionIsFreedAtClose() {
@@ -172,32 +188,85 @@ final class MilterBridgeTests: XCTestCase {
         XCTAssertEqual(MilterServer.openSessions, before)
     }
 
-    func test_aFailedSetPrivateDataClosesTheSessionAndTempfails() throws {
+    func test_aFailedSetPrivateDataClosesTheSessionAndTempfailsAtRecipient() throws {
         let bridge = bridge()
         let connection = RecordedConnection()
         connection.refuseSetPrivateData = true
         let before = MilterServer.openSessions
-        XCTAssertEqual(bridge.connect(connection, hostname: "a", address: nil), SMFIS_TEMPFAIL)
+        XCTAssertEqual(bridge.connect(connection, hostname: "a", address: nil), SMFIS_NOREPLY, "the MTA waits for no reply")
         XCTAssertEqual(factory.made.first?.calls, ["close"])
         XCTAssertEqual(MilterServer.openSessions, before)
+        XCTAssertTrue(connection.replies.isEmpty)
+        XCTAssertEqual(bridge.call(connection, .envelopeRecipient) { _, _ in .proceed }, SMFIS_TEMPFAIL)
         XCTAssertEqual(connection.replies.map { "\($0.code) \($0.enhancedCode)" }, ["451 4.3.0"])
     }
 
-    func test_aConnectionBeforeThePolicyExistsFailsClosed() {
+    func test_aConnectionBeforeThePolicyExistsFailsClosed() throws {
         let bridge = bridge(withFactory: false)
         let connection = RecordedConnection()
-        XCTAssertEqual(bridge.connect(connection, hostname: "a", address: nil), SMFIS_TEMPFAIL)
+        _ = try XCTUnwrap(bridge.negotiate(connection, offeredActions: everyAction, offeredSteps: everyStep))
+        XCTAssertEqual(bridge.connect(connection, hostname: "a", address: nil), SMFIS_NOREPLY)
+        XCTAssertEqual(bridge.call(connection, .envelopeFrom) { _, _ in .proceed }, SMFIS_NOREPLY)
+        XCTAssertTrue(connection.replies.isEmpty)
+        XCTAssertEqual(bridge.call(connection, .envelopeRecipient) { _, _ in .proceed }, SMFIS_TEMPFAIL,
+                       "the first stage the MTA waits for tempfails")
+        XCTAssertEqual(bridge.endOfMessage(connection), SMFIS_TEMPFAIL, "and so does every later one")
         XCTAssertEqual(connection.replies.map { "\($0.code) \($0.enhancedCode) \($0.text)" },
-                       ["451 4.3.5 Server configuration problem"])
+                       ["451 4.3.5 Server configuration problem", "451 4.3.5 Server configuration problem"])
+        _ = bridge.close(connection)
         XCTAssertNil(connection.privateData)
-        XCTAssertEqual(bridge.call(connection, .helo) { _, _ in .accept }, SMFIS_TEMPFAIL, "later stages tempfail too")
+    }
+
+    // MARK: - Refusals at stages the MTA does not wait for
+
+    func test_aRefusalAtMailIsGivenAtEveryRecipientOfThatMessageOnly() throws {
+        let bridge = bridge()
+        let connection = RecordedConnection()
+        _ = bridge.connect(connection, hostname: "a", address: nil)
+        let session = try XCTUnwrap(factory.made.first)
+        session.mailResponse = .internalFailure
+        let mail = { bridge.call(connection, .envelopeFrom) { s, c in try s.mailFrom(["<a@b>"], context: c) } }
+        let rcpt = { bridge.call(connection, .envelopeRecipient) { s, c in try s.recipient(["<c@d>"], context: c) } }
+        XCTAssertEqual(mail(), SMFIS_NOREPLY)
+        XCTAssertTrue(connection.replies.isEmpty, "no reply while the MTA expects none")
+        XCTAssertEqual(rcpt(), SMFIS_TEMPFAIL)
+        XCTAssertEqual(rcpt(), SMFIS_TEMPFAIL)
+        XCTAssertEqual(connection.replies.map(\.enhancedCode), ["4.3.0", "4.3.0"])
+        XCTAssertFalse(session.calls.contains("rcpt"), "a refused message is not judged")
+
+        session.mailResponse = .proceed
+        XCTAssertEqual(mail(), SMFIS_NOREPLY)
+        XCTAssertEqual(rcpt(), SMFIS_CONTINUE, "the next message starts clean")
+        _ = bridge.close(connection)
+    }
+
+    func test_aRefusalAtConnectHoldsForEveryMessageOfTheConnection() throws {
+        let refused = RecordedConnection()
+        // The session refuses at connect: nothing is said then; RCPT and end of message say it.
+        final class RefusingFactory: MilterSessionFactory, @unchecked Sendable {
+            func makeSession() -> MilterSession {
+                let session = ScriptedSession()
+                session.connectResponse = .refuse(SMTPReply(constant: 550, "5.7.1", "not from you"))
+                return session
+            }
+        }
+        let refusing = MilterBridge(configuration: ConnectorSessionFactory.configuration, factory: RefusingFactory())
+        XCTAssertEqual(refusing.connect(refused, hostname: "a", address: nil), SMFIS_NOREPLY)
+        for _ in 0..<2 {
+            XCTAssertEqual(refusing.call(refused, .envelopeFrom) { s, c in try s.mailFrom(["<a@b>"], context: c) }, SMFIS_NOREPLY)
+            XCTAssertEqual(refusing.call(refused, .envelopeRecipient) { s, c in try s.recipient(["<c@d>"], context: c) }, SMFIS_REJECT)
+            XCTAssertEqual(refusing.abort(refused), SMFIS_CONTINUE)
+        }
+        XCTAssertEqual(refused.replies.map { "\($0.code) \($0.enhancedCode)" }, ["550 5.7.1", "550 5.7.1"])
+        _ = refusing.close(refused)
     }
 
     func test_callbacksWithoutASessionTempfail() {
         let bridge = bridge()
         let connection = RecordedConnection()
-        XCTAssertEqual(bridge.call(connection, .envelopeFrom) { _, _ in .accept }, SMFIS_TEMPFAIL)
+        XCTAssertEqual(bridge.call(connection, .envelopeFrom) { _, _ in .accept }, SMFIS_NOREPLY)
         XCTAssertEqual(bridge.header(connection, name: "Subject", value: "x"), SMFIS_NOREPLY)
+        XCTAssertEqual(bridge.call(connection, .envelopeRecipient) { _, _ in .accept }, SMFIS_TEMPFAIL)
         XCTAssertEqual(bridge.endOfMessage(connection), SMFIS_TEMPFAIL)
         XCTAssertEqual(connection.replies.map(\.enhancedCode), ["4.3.0", "4.3.0"])
     }
@@ -279,7 +348,7 @@ final class MilterBridgeTests: XCTestCase {
         connection.macros = ["i": "4Q1"]
         XCTAssertEqual(bridge.call(connection, .envelopeFrom) { session, context in
             try session.mailFrom(["<a@b>"], context: context)
-        }, SMFIS_CONTINUE)
+        }, SMFIS_NOREPLY)
         XCTAssertEqual(factory.made[0].calls.last, "mail 4Q1")
         _ = bridge.close(connection)
     }
@@ -288,15 +357,19 @@ final class MilterBridgeTests: XCTestCase {
 
     private let everyAction = UInt(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST | SMFIF_CHGBODY | SMFIF_ADDRCPT)
     private let everyStep = UInt(SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_HDR
-                                 | SMFIP_NOHELO | SMFIP_NOHDRS)
+                                 | SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOCONNECT | SMFIP_NOMAIL | SMFIP_NORCPT
+                                 | SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_EOH)
+    private let noReplyBeforeRecipient = UInt(SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL)
 
     func test_negotiationAsksForTheActionsStepsAndMacrosOfEachStage() throws {
         let bridge = bridge()
         let connection = RecordedConnection()
         let requested = try XCTUnwrap(bridge.negotiate(connection, offeredActions: everyAction, offeredSteps: everyStep))
         XCTAssertEqual(requested.actions, UInt(SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST))
-        XCTAssertEqual(requested.steps, UInt(SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_HDR),
-                       "never skip HELO or headers: the session needs both")
+        XCTAssertEqual(requested.steps, UInt(SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NR_HDR
+                                             | SMFIP_NOHELO) | noReplyBeforeRecipient,
+                       "connect, MAIL, RCPT and headers are needed (the TLS facts come with MAIL's list); "
+                       + "only RCPT and end of message are waited for")
         XCTAssertEqual(connection.macroLists, [
             .helo: SessionMacros.tlsMacros.joined(separator: " "),
             .envelopeFrom: "i {auth_type} {auth_authen} {mail_addr} " + SessionMacros.tlsMacros.joined(separator: " "),
@@ -308,9 +381,16 @@ final class MilterBridgeTests: XCTestCase {
 
     func test_negotiationAsksOnlyForStepsTheMTAOffers() throws {
         let bridge = bridge()
-        let requested = try XCTUnwrap(bridge.negotiate(RecordedConnection(), offeredActions: everyAction,
-                                                       offeredSteps: UInt(SMFIP_NR_HDR | SMFIP_NOBODY)))
-        XCTAssertEqual(requested.steps, UInt(SMFIP_NR_HDR | SMFIP_NOBODY))
+        let offered = UInt(SMFIP_NR_HDR | SMFIP_NOBODY) | noReplyBeforeRecipient
+        let requested = try XCTUnwrap(bridge.negotiate(RecordedConnection(), offeredActions: everyAction, offeredSteps: offered))
+        XCTAssertEqual(requested.steps, offered)
+    }
+
+    func test_negotiationFailsWithoutNoReplyBeforeRecipient() {
+        let bridge = bridge()
+        XCTAssertNil(bridge.negotiate(RecordedConnection(), offeredActions: everyAction,
+                                      offeredSteps: everyStep & ~UInt(SMFIP_NR_MAIL)))
+        XCTAssertEqual(errors.messages, ["negotiate: no SMFIP_NR_CONN, SMFIP_NR_HELO and SMFIP_NR_MAIL offered; cannot skip their replies"])
     }
 
     func test_negotiationFailsWithoutTheActionsTheMilterNeeds() {
@@ -333,6 +413,7 @@ final class MilterBridgeTests: XCTestCase {
         let requested = try XCTUnwrap(bridge.negotiate(connection, offeredActions: everyAction & ~UInt(SMFIF_SETSYMLIST),
                                                        offeredSteps: everyStep))
         XCTAssertEqual(requested.actions, UInt(SMFIF_ADDHDRS | SMFIF_CHGHDRS))
+        XCTAssertEqual(requested.steps & UInt(SMFIP_NOHELO), 0, "with the MTA's lists, the TLS facts come at HELO")
         XCTAssertTrue(connection.macroLists.isEmpty)
         XCTAssertEqual(errors.messages, ["negotiate: the MTA cannot take a macro list (no SMFIF_SETSYMLIST); using its defaults"])
     }
