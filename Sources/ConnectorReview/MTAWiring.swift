@@ -311,7 +311,52 @@ public enum PostfixWiring {
                                           fix: ["\(edit) 'smtpd_tls_security_level = may'"]))
         }
 
+        findings += relayControl(configuration, set: set)
         findings += outbound(configuration, set: set, mapsSocket: mapsSocket, policyPath: policyPath, environment: environment)
+        return findings
+    }
+
+    /// Postfix's own relay control, as docs/relay-control.md sets it up: who may relay is the
+    /// daemon's policy answer, mynetworks is the host itself, the accepted domains come from the
+    /// policy, and a daemon that does not answer tempfails relaying.
+    static func relayControl(_ configuration: Configuration, set: PolicySet) -> [WiringFinding] {
+        var findings: [WiringFinding] = []
+        let edit = postconf(configuration) + " -e"
+        let restrictionsFix = "\(edit) 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+            + "check_policy_service unix:/connector-milter/policy.sock, reject_unauth_destination'"
+        let restrictions = words(configuration["smtpd_relay_restrictions"])
+        let policyCheck = restrictions.firstIndex { $0 == "check_policy_service" }
+        let destinationCheck = restrictions.firstIndex { $0 == "reject_unauth_destination" || $0 == "defer_unauth_destination" }
+        if policyCheck == nil {
+            findings.append(WiringFinding("smtpd_relay_restrictions has no check_policy_service: Postfix refuses the "
+                                          + "onPremises connectors' relaying before the milter sees it (454 4.7.1 Relay access denied)",
+                                          fix: [restrictionsFix]))
+        } else if let policyCheck, let destinationCheck, destinationCheck < policyCheck {
+            findings.append(WiringFinding("smtpd_relay_restrictions asks the policy service after \(restrictions[destinationCheck]): "
+                                          + "the daemon is never asked about relaying", fix: [restrictionsFix]))
+        }
+        let hostOnly: Set<String> = ["127.0.0.0/8", "127.0.0.1", "127.0.0.1/32", "[::1]/128", "[::1]", "[::ffff:127.0.0.0]/104"]
+        let networks = words(configuration["mynetworks"])
+        let others = networks.filter { !hostOnly.contains($0) }
+        if !others.isEmpty {
+            findings.append(WiringFinding("mynetworks holds \(others.joined(separator: " ")): those hosts relay whatever the "
+                                          + "policy says, and still do with the milter line removed; name your servers in an "
+                                          + "onPremises connector instead", fix: ["\(edit) 'mynetworks = 127.0.0.0/8 [::1]/128'"]))
+        }
+        let defaultAction = configuration["smtpd_policy_service_default_action"]
+        if policyCheck != nil, !defaultAction.hasPrefix("4") {
+            findings.append(WiringFinding("smtpd_policy_service_default_action = \(defaultAction.isEmpty ? "(empty)" : defaultAction): "
+                                          + "with the daemon down, relaying must tempfail",
+                                          fix: ["\(edit) 'smtpd_policy_service_default_action = 451 4.3.5 Relay control unavailable, try again later'"]))
+        }
+        let relayDomains = configuration["relay_domains"]
+        let fromPolicy = relayDomains.contains(":relay-domains") || relayDomains.contains("relay_domains")
+        if !set.policy.acceptedDomains.isEmpty && !fromPolicy {
+            findings.append(WiringFinding("relay_domains = \(relayDomains.isEmpty ? "(empty)" : relayDomains) does not come "
+                                          + "from the policy: mail for the accepted domains outside mydestination is refused as relaying",
+                                          fix: ["\(edit) 'relay_domains = socketmap:unix:/connector-milter/maps.sock:relay-domains'",
+                                                "or: connector-milter export postfix and its relay_domains table"]))
+        }
         return findings
     }
 
@@ -430,6 +475,11 @@ public enum PostfixWiring {
     }
 
     /// The `key value` lines of a table, without comments and blank lines.
+    /// A Postfix list value's words: separated by commas and white space.
+    static func words(_ value: String) -> [String] {
+        value.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init)
+    }
+
     static func entries(_ text: String) -> [String] {
         text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }

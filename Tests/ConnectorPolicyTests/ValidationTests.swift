@@ -292,7 +292,12 @@ final class ValidationTests: XCTestCase {
                    "smtpd_tls_security_level": "may",
                    "smtpd_milters": "unix:/var/spool/postfix/cm/milter.sock",
                    "smtp_tls_policy_maps": "socketmap:unix:/var/spool/postfix/cm/maps.sock:tls-policy",
-                   "transport_maps": "socketmap:unix:/var/spool/postfix/cm/maps.sock:transport"]
+                   "transport_maps": "socketmap:unix:/var/spool/postfix/cm/maps.sock:transport",
+                   "mynetworks": "127.0.0.0/8 [::1]/128",
+                   "smtpd_relay_restrictions": "permit_mynetworks, permit_sasl_authenticated, "
+                       + "check_policy_service unix:/cm/policy.sock, reject_unauth_destination",
+                   "smtpd_policy_service_default_action": "451 4.3.5 Relay control unavailable, try again later",
+                   "relay_domains": "socketmap:unix:/cm/maps.sock:relay-domains"]
         for (k, v) in parameters { all[k] = v }
         let c = chroot ? "y" : "n"
         return PostfixWiring.Configuration(directory: "/lab/etc", parameters: all, services: MasterService.parse("""
@@ -334,6 +339,17 @@ final class ValidationTests: XCTestCase {
              "postconf -c /lab/etc -e 'smtp_tls_policy_maps = socketmap:unix:/var/spool/postfix/cm/maps.sock:tls-policy'"),
             ("transport", ["transport_maps": "hash:/etc/postfix/other"], false, "transport_maps is \"hash:/etc/postfix/other\"",
              "postconf -c /lab/etc -e 'transport_maps = socketmap:unix:/var/spool/postfix/cm/maps.sock:transport, hash:/etc/postfix/other'"),
+            ("stock relay control", ["smtpd_relay_restrictions": "permit_mynetworks permit_sasl_authenticated defer_unauth_destination"],
+             false, "smtpd_relay_restrictions has no check_policy_service",
+             "check_policy_service unix:/connector-milter/policy.sock, reject_unauth_destination'"),
+            ("policy asked too late", ["smtpd_relay_restrictions": "reject_unauth_destination, check_policy_service unix:/cm/policy.sock"],
+             false, "asks the policy service after reject_unauth_destination", "smtpd_relay_restrictions = permit_mynetworks"),
+            ("wide mynetworks", ["mynetworks": "127.0.0.0/8 192.0.2.0/24"], false, "mynetworks holds 192.0.2.0/24",
+             "postconf -c /lab/etc -e 'mynetworks = 127.0.0.0/8 [::1]/128'"),
+            ("daemon down lets relay through", ["smtpd_policy_service_default_action": "DUNNO"], false,
+             "smtpd_policy_service_default_action = DUNNO", "451 4.3.5 Relay control unavailable"),
+            ("accepted domains not from the policy", ["relay_domains": "$mydestination"], false, "relay_domains = $mydestination",
+             "relay_domains = socketmap:unix:/connector-milter/maps.sock:relay-domains"),
         ]
         for (name, parameters, chroot, message, fix) in cases {
             let found = findings(Self.postfix(parameters, chroot: chroot))
