@@ -56,9 +56,9 @@ struct SourcePositions {
         guard let root = try? Yams.compose(yaml: yaml, .default, .default, .utf8), case .mapping(let top) = root else { return }
         for (key, value) in top {
             switch key.string {
-            case "settings":
+            case PolicyKeys.settingsSection.name:
                 if case .mapping(let m) = value { for (k, _) in m { settingsKeys[k.string ?? ""] = Position(k) } }
-            case "connectors":
+            case PolicyKeys.connectorsSection.name:
                 guard case .sequence(let items) = value else { continue }
                 for item in items {
                     var c = Connector(start: Position(item))
@@ -82,13 +82,18 @@ struct SourcePositions {
         i < connectors.count ? connectors[i] : Connector(start: .start)
     }
 
-    /// The position of a key of connector `i`, else the connector's.
-    func key(_ i: Int, _ key: String) -> Position { connector(i).keys[key] ?? connector(i).start }
-
-    /// The position of the list item of connector `i` under `key` that reads as `matches`.
-    func item(_ i: Int, _ key: String, _ matches: (String) -> Bool) -> Position {
-        connector(i).items[key]?.first { matches($0.0) }?.1 ?? self.key(i, key)
+    /// The position of the key of connector `i` that fills `field`, else the connector's.
+    func key(_ i: Int, _ field: PartialKeyPath<ConnectorPolicy.Connector>) -> Position {
+        connector(i).keys[PolicyKeys.connectorKey(field).name] ?? connector(i).start
     }
+
+    /// The position of the list item of connector `i` under the key of `field` that reads as `matches`.
+    func item(_ i: Int, _ field: PartialKeyPath<ConnectorPolicy.Connector>, _ matches: (String) -> Bool) -> Position {
+        connector(i).items[PolicyKeys.connectorKey(field).name]?.first { matches($0.0) }?.1 ?? key(i, field)
+    }
+
+    /// The position of the setting that fills `field`.
+    func setting(_ field: PartialKeyPath<Settings>) -> Position? { settingsKeys[PolicyKeys.settingKey(field).name] }
 }
 
 struct LintRules {
@@ -130,17 +135,17 @@ struct LintRules {
     mutating func disabledAndMonitor() {
         let monitorEverywhere = policy.settings.mode == .monitor
         if monitorEverywhere {
-            warn(positions.settingsKeys["mode"] ?? .start,
+            warn(positions.setting(\.mode) ?? .start,
                  "settings.mode is monitor: every decision is logged (verdict=accept would=...) but nothing is refused; "
                     + "set mode: enforce once the verdict lines look right")
         }
         for (i, c) in connectors.enumerated() {
             if !c.enabled {
-                warn(positions.key(i, "enabled"), "\(label(i)) is disabled (enabled: false): it takes no part in "
+                warn(positions.key(i, \.enabled), "\(label(i)) is disabled (enabled: false): it takes no part in "
                     + "attribution or delivery; remove it when it is no longer needed")
             }
             if c.mode == .monitor && !monitorEverywhere {
-                warn(positions.key(i, "mode"), "\(label(i)) is in monitor mode: the refusals it demands are logged as "
+                warn(positions.key(i, \.mode), "\(label(i)) is in monitor mode: the refusals it demands are logged as "
                     + "would=, never enforced")
             }
         }
@@ -156,7 +161,7 @@ struct LintRules {
             var live = 0
             for pattern in c.recipientDomains {
                 if let first = owner[pattern] {
-                    warn(positions.item(i, "recipientDomains") { parsed($0) == pattern },
+                    warn(positions.item(i, \.recipientDomains) { parsed($0) == pattern },
                          "recipientDomains \(VerdictLine.quoted(pattern.description)) is also listed by \(reference(first)), "
                             + "which comes first and wins: \(label(i)) never delivers mail for it")
                 } else {
@@ -166,7 +171,7 @@ struct LintRules {
             }
             if c.allAcceptedDomains {
                 if let first = forAccepted {
-                    warn(positions.key(i, "allAcceptedDomains"),
+                    warn(positions.key(i, \.allAcceptedDomains),
                          "only the first outbound connector with allAcceptedDomains, \(reference(first)), is used: "
                             + "\(label(i)) never receives mail for the accepted domains through it")
                 } else {
@@ -191,7 +196,7 @@ struct LintRules {
             var live = 0
             for prefix in c.senderIPAddresses {
                 if let first = byPrefix[prefix] {
-                    warn(positions.item(i, "senderIPAddresses") { (try? IPPrefix.parse($0).get()) == prefix },
+                    warn(positions.item(i, \.senderIPAddresses) { (try? IPPrefix.parse($0).get()) == prefix },
                          "senderIPAddresses \(prefix) is also listed by onPremises \(reference(first)), which comes first "
                             + "and wins: mail from there is never attributed to \(label(i))")
                 } else {
@@ -201,7 +206,7 @@ struct LintRules {
             }
             if let name = c.tlsSenderCertificateName {
                 if let first = byName[name] {
-                    warn(positions.key(i, "tlsSenderCertificateName"),
+                    warn(positions.key(i, \.tlsSenderCertificateName),
                          "tlsSenderCertificateName \(VerdictLine.quoted(name.description)) is also that of onPremises "
                             + "\(reference(first)), which comes first and wins")
                 } else {
@@ -226,7 +231,7 @@ struct LintRules {
             var live = 0
             for pattern in c.senderDomains {
                 if let first = owner[pattern] {
-                    warn(positions.item(i, "senderDomains") { parsed($0) == pattern },
+                    warn(positions.item(i, \.senderDomains) { parsed($0) == pattern },
                          "senderDomains \(VerdictLine.quoted(pattern.description)) is also listed by partner "
                             + "\(reference(first)), which comes first and wins: mail from it is never attributed to \(label(i))")
                 } else {
@@ -250,7 +255,7 @@ struct LintRules {
             for prefix in c.senderIPAddresses {
                 for j in onPremises {
                     guard let other = connectors[j].senderIPAddresses.first(where: { overlaps($0, prefix) }) else { continue }
-                    warn(positions.item(i, "senderIPAddresses") { (try? IPPrefix.parse($0).get()) == prefix },
+                    warn(positions.item(i, \.senderIPAddresses) { (try? IPPrefix.parse($0).get()) == prefix },
                          "senderIPAddresses \(prefix) of partner \(label(i)) overlaps \(other) of onPremises \(reference(j)): "
                             + "mail from the shared addresses to or from an accepted domain is attributed to the onPremises "
                             + "connector (originating) before partner connectors are looked at")
@@ -260,7 +265,7 @@ struct LintRules {
             if let name = c.tlsSenderCertificateName {
                 for j in onPremises {
                     guard let other = connectors[j].tlsSenderCertificateName, overlaps(other, name) else { continue }
-                    warn(positions.key(i, "tlsSenderCertificateName"),
+                    warn(positions.key(i, \.tlsSenderCertificateName),
                          "tlsSenderCertificateName \(VerdictLine.quoted(name.description)) of partner \(label(i)) overlaps "
                             + "\(VerdictLine.quoted(other.description)) of onPremises \(reference(j)): a certificate matching "
                             + "both is attributed to the onPremises connector, which may relay anywhere")
@@ -275,7 +280,7 @@ struct LintRules {
     mutating func restrictingByBoth() {
         for i in enabled(.inbound, .partner) where connectors[i].restrictDomainsToIPAddresses && connectors[i].restrictDomainsToCertificate {
             let c = connectors[i]
-            warn(positions.key(i, "restrictDomainsToCertificate"),
+            warn(positions.key(i, \.restrictDomainsToCertificate),
                  "\(label(i)) restricts by both addresses and certificate: mail from "
                     + c.senderDomains.map(\.description).joined(separator: ", ")
                     + " is refused unless it comes from senderIPAddresses and presents a verified certificate named "
@@ -289,7 +294,7 @@ struct LintRules {
     mutating func broadCertificateNames() {
         for (i, c) in connectors.enumerated() where c.enabled && c.direction == .inbound {
             guard case .wildcard(let base)? = c.tlsSenderCertificateName else { continue }
-            let at = positions.key(i, "tlsSenderCertificateName")
+            let at = positions.key(i, \.tlsSenderCertificateName)
             if !base.contains(".") {
                 warn(at, "tlsSenderCertificateName \"*.\(base)\" of \(label(i)) matches a certificate for any name under "
                     + "the top-level domain \"\(base)\", which anyone can obtain; name your servers' domain, like "
@@ -311,7 +316,7 @@ struct LintRules {
     mutating func onPremisesOutboundForForeignDomains() {
         for i in enabled(.outbound, .onPremises) {
             for pattern in connectors[i].recipientDomains where !policy.acceptedDomains.contains(where: { covers($0, pattern) }) {
-                warn(positions.item(i, "recipientDomains") { parsed($0) == pattern },
+                warn(positions.item(i, \.recipientDomains) { parsed($0) == pattern },
                      "recipientDomains \(VerdictLine.quoted(pattern.description)) of onPremises \(label(i)) is not an accepted "
                         + "domain: its mail would go to the organization's own servers; use a partner connector, or add "
                         + "the domain to acceptedDomains")

@@ -12,7 +12,8 @@ struct ConnectorMilter: ParsableCommand {
         domains and its connectors; see connectors.yaml(5).
         """,
         version: connectorMilterVersion,
-        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Trace.self]
+        subcommands: [Run.self, Check.self, Classify.self, Report.self, Simulate.self, Export.self, Trace.self,
+                      PolicyReferenceCommand.self]
     )
 }
 
