@@ -53,6 +53,30 @@ public enum ReceivedHeader {
         return bracketedLiteral(clause[0])
     }
 
+    /// The value of a `Received:` field written with its name (`Received: from ...`); nil
+    /// when `field` does not start with that name.
+    public static func value(ofField field: String) -> String? {
+        guard let colon = field.firstIndex(of: ":"),
+              field[..<colon].trimmingCharacters(in: " \t").caseInsensitiveEquals("received") else { return nil }
+        return String(field[field.index(after: colon)...]).trimmingCharacters(in: " \t")
+    }
+
+    /// The Received header values of a message's header section (or the whole message, up to
+    /// its first empty line), in order, folded lines joined.
+    public static func values(inHeaders text: String) -> [String] {
+        var fields: [String] = []
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            let line = line.hasSuffix("\r") ? line.dropLast() : line
+            if line.isEmpty { break }
+            if line.first == " " || line.first == "\t" {
+                if !fields.isEmpty { fields[fields.count - 1] += " " + line.trimmingCharacters(in: " \t") }
+            } else {
+                fields.append(String(line))
+            }
+        }
+        return fields.compactMap(value(ofField:))
+    }
+
     /// `[192.0.2.1]`, `([192.0.2.1]`, `[IPv6:2001:db8::1])`, `[192.0.2.1];`: the literal
     /// inside the brackets, which must be a whole address.
     private static func bracketedLiteral(_ word: Substring) -> IPAddress? {
@@ -60,6 +84,19 @@ public enum ReceivedHeader {
         let inside = word[word.index(after: open)..<close]
         guard !inside.isEmpty else { return nil }
         return IPAddress(inside)
+    }
+}
+
+extension StringProtocol {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+
+    fileprivate func caseInsensitiveEquals(_ other: String) -> Bool {
+        DomainName.lowercasedASCII(String(self)) == DomainName.lowercasedASCII(other)
     }
 }
 

@@ -121,6 +121,7 @@ struct LintRules {
         restrictingByBoth()
         broadCertificateNames()
         onPremisesOutboundForForeignDomains()
+        enhancedFilteringSkipsItsOwnAddresses()
     }
 
     private func enabled(_ direction: Direction, _ type: ConnectorType? = nil) -> [Int] {
@@ -320,6 +321,19 @@ struct LintRules {
                      "recipientDomains \(VerdictLine.quoted(pattern.description)) of onPremises \(label(i)) is not an accepted "
                         + "domain: its mail would go to the organization's own servers; use a partner connector, or add "
                         + "the domain to acceptedDomains")
+            }
+        }
+    }
+
+    /// Enhanced filtering starts only when the connecting client is one of the hops to skip:
+    /// a service address outside efSkipIPs gets its mail judged on the service, as without it.
+    mutating func enhancedFilteringSkipsItsOwnAddresses() {
+        for i in enabled(.inbound) where !connectors[i].efSkipIPs.isEmpty {
+            let c = connectors[i]
+            for prefix in c.senderIPAddresses where !c.efSkipIPs.contains(where: { $0.length <= prefix.length && $0.contains(prefix.address) }) {
+                warn(positions.item(i, \.senderIPAddresses) { (try? IPPrefix.parse($0).get()) == prefix },
+                     "senderIPAddresses \(prefix) of \(label(i)) is not all in its efSkipIPs: mail from there is judged on "
+                        + "the connecting client, not on the original client behind it; add it to efSkipIPs")
             }
         }
     }
