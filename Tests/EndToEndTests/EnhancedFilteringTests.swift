@@ -247,3 +247,97 @@ final class EnhancedFilteringTests: LabTestCase {
         XCTAssertEqual(delivered(lab, "probe-too-long").count, 0)
     }
 }
+
+/// The same through a real Sendmail: the service is the loopback alias 127.0.5.5 the client
+/// binds to. One Postfix lab (for the daemon, syslog and sink), one Sendmail beside it.
+final class SendmailEnhancedFilteringTests: XCTestCase {
+    static let policy: String = {
+        let policy = enhancedFilteringPolicy.replacingOccurrences(of: "[198.51.100.0/24, \"2001:db8:5::/48\"]", with: "[127.0.5.0/24]")
+        precondition(policy != enhancedFilteringPolicy)
+        return policy
+    }()
+    static let service = "127.0.5.5"
+
+    private var postfix: PostfixLab!
+    private var sendmail: SendmailLab!
+
+    override func setUpWithError() throws {
+        postfix = try PostfixLab.start()
+        // Sendmail refuses more than 25 Received headers by default (MaxHopCount); the probe
+        // below needs 65.
+        sendmail = try SendmailLab.start(beside: postfix, milterLines: SendmailLab.milterLines(socket: postfix.milterSocket)
+                                         + "\ndefine(`confMAX_HOP', `100')dnl")
+        try postfix.startDaemon(policy: Self.policy)
+    }
+
+    override func tearDown() {
+        if let sendmail, let postfix {
+            SendmailLab.stopShared(sendmail, beside: postfix, failed: (testRun?.totalFailureCount ?? 0) > 0)
+        }
+        super.tearDown()
+    }
+
+    private func send(from sender: String, to recipients: [String] = ["ap@contoso.com"], received: [String],
+                      tag: String) throws -> SMTPTranscript {
+        var o = SwaksOptions(from: sender, to: recipients)
+        o.headers = received + ["X-Case: \(tag)"]
+        return try sendmail.swaks(o, from: Self.service)
+    }
+
+    private func verdict(queueID: String? = nil, _ extra: String = "") throws -> String {
+        try postfix.waitForLog(matching: "^\(queueID.map(NSRegularExpression.escapedPattern) ?? "[^ ]+"): verdict=(?=.*\(extra)).* rcpt=<ap@contoso\\.com>")
+    }
+
+    func test_theOriginalClientBehindTheServiceThroughSendmail() throws {
+        // The bank behind the service (Sendmail-style line): accepted, attributed to the bank.
+        let bank = try send(from: "pay@fabrikam.com", received: [
+            ReceivedStyle.sendmail("mail.fabrikam.com", "203.0.113.7", by: "mx.filter.example", id: "0B2A00bC000123"),
+        ], tag: "bank")
+        let queueID = try XCTUnwrap(bank.sendmailQueueID, bank.text)
+        let message = try sendmail.waitForDelivery(queueID: queueID)
+        XCTAssertEqual(message.headerValues("X-Connector-Inbound"), ["Fabrikam Bank"], message.headerSection)
+        XCTAssertEqual(message.headerValues("X-Connector-Original-Client"), ["203.0.113.7"], message.headerSection)
+        let line = try verdict(queueID: queueID)
+        XCTAssertTrue(line.contains("inbound=\"Fabrikam Bank\" inbound_type=partner client=") && line.contains("[127.0.5.5] "), line)
+        XCTAssertTrue(line.hasSuffix(" original_client=203.0.113.7"), line)
+
+        // The bank's domain from elsewhere (Exchange-style lines, two hops of the service): 5.7.51 after DATA.
+        let spoof = try send(from: "pay@fabrikam.com", received: [
+            ReceivedStyle.exchange("EX2.filter.example", "127.0.5.9", by: "EX1.filter.example", byAddress: "127.0.5.5"),
+            ReceivedStyle.exchange("evil.example", "192.0.2.66", by: "EX2.filter.example", byAddress: "127.0.5.9"),
+        ], tag: "spoof")
+        XCTAssertEqual(spoof.rcptReply(for: "ap@contoso.com")?.code, 250, spoof.text)
+        XCTAssertEqual(spoof.dataReply?.code, 550, spoof.text)
+        XCTAssertTrue(spoof.dataReply?.text.contains("5.7.51 Sender not authorized by partner connector") ?? false, spoof.text)
+        let refused = try verdict("original_client=192.0.2.66")
+        XCTAssertTrue(refused.contains("verdict=reject reason=partner-restricted"), refused)
+
+        // An internal sender from the internet (IPv6, Google-style line): 5.7.68 after DATA.
+        let direct = try send(from: "ceo@contoso.com", received: [ReceivedStyle.google("evil.example", "2001:db8:66::1", id: "g")],
+                              tag: "direct")
+        XCTAssertTrue(direct.dataReply?.text.contains("5.7.68 Direct send not allowed from unauthorized sources") ?? false, direct.text)
+        XCTAssertTrue(try verdict("original_client=2001:db8:66::1").contains("reason=direct-send"))
+
+        // No Received header: as today.
+        let none = try send(from: "pay@fabrikam.com", received: [], tag: "none")
+        XCTAssertEqual(none.dataReply?.code, 550, none.text)
+
+        let delivered = { (tag: String) in self.sendmail.deliveries().filter { $0.headerValues("X-Case") == [tag] }.count }
+        XCTAssertEqual(delivered("bank"), 1)
+        for tag in ["spoof", "direct", "none"] { XCTAssertEqual(delivered(tag), 0, "\(tag) must not be delivered") }
+    }
+
+    /// docs/mta-notes.md: whether Sendmail shows the milter its own Received header (the same
+    /// probe as for Postfix: 63 lines of the service and the bank's fit in the 64 the walk reads
+    /// only without Sendmail's own line; 64 and the bank's never fit).
+    func test_whatSendmailShowsTheMilter() throws {
+        let hops = (1...64).map { ReceivedStyle.postfix("hop\($0).filter.example", "127.0.5.\($0 + 10)", by: "hop.filter.example", id: "H\($0)") }
+        let bank = ReceivedStyle.postfix("mail.fabrikam.com", "203.0.113.7", by: "hop1.filter.example", id: "B")
+        let fits = try send(from: "pay@fabrikam.com", received: Array(hops.dropLast()) + [bank], tag: "probe-63")
+        let tooLong = try send(from: "pay@fabrikam.com", received: hops + [bank], tag: "probe-64")
+        print("SENDMAIL-FACT: 63 service lines + bank: \(fits.dataReply?.text ?? "none"); 64 + bank: \(tooLong.dataReply?.text ?? "none")")
+        XCTAssertEqual(fits.dataReply?.code, 250, "observed: Sendmail does not show the milter its own Received header; \(fits.text)")
+        XCTAssertEqual(tooLong.dataReply?.code, 550, tooLong.text)
+        XCTAssertEqual(sendmail.deliveries().filter { $0.headerValues("X-Case") == ["probe-64"] }.count, 0)
+    }
+}
