@@ -32,7 +32,10 @@ public enum ReceivedHeader {
     public static func clientAddress(_ value: String) -> IPAddress? {
         guard value.utf8.count <= maximumLength else { return nil }
         // Unfolded and with runs of white space as one space: headers may be folded anywhere.
-        let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" })
+        // Split on scalars, not Characters: a space followed by a combining mark is one
+        // Character, and would glue two words together.
+        let words = value.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" })
+            .map { Substring($0) }
         guard let first = words.first, first.lowercased() == "from" else { return nil }
         var clause: [Substring] = []
         for word in words.dropFirst() {
@@ -65,10 +68,10 @@ public enum ReceivedHeader {
     /// its first empty line), in order, folded lines joined.
     public static func values(inHeaders text: String) -> [String] {
         var fields: [String] = []
-        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            let line = line.hasSuffix("\r") ? line.dropLast() : line
+        for scalars in text.unicodeScalars.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+            let line = Substring(scalars.last == "\r" ? scalars.dropLast() : scalars)
             if line.isEmpty { break }
-            if line.first == " " || line.first == "\t" {
+            if line.unicodeScalars.first == " " || line.unicodeScalars.first == "\t" {
                 if !fields.isEmpty { fields[fields.count - 1] += " " + line.trimmingCharacters(in: " \t") }
             } else {
                 fields.append(String(line))
@@ -88,10 +91,12 @@ public enum ReceivedHeader {
 }
 
 extension StringProtocol {
+    /// Trims scalars, not Characters (a space followed by a combining mark is one Character).
     fileprivate func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        var s = Substring(self).unicodeScalars
+        let trimmed = Set(set.unicodeScalars)
+        while let f = s.first, trimmed.contains(f) { s = s.dropFirst() }
+        while let l = s.last, trimmed.contains(l) { s = s.dropLast() }
         return String(s)
     }
 

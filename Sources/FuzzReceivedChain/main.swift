@@ -42,7 +42,11 @@ public func fuzzReceivedChain(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
     precondition(chain.originalClient(connecting: IPAddress("192.0.2.1")!, isSkipped: isSkipped) == nil)
 
     // The same headers as a header section, when they fit on one line each.
-    if headers.allSatisfy({ !$0.contains("\n") && !$0.contains("\r") && !$0.isEmpty && $0.first != " " && $0.first != "\t" && $0.last != " " && $0.last != "\t" }) {
+    if headers.allSatisfy({ h in
+        let scalars = h.unicodeScalars
+        return !scalars.contains("\n") && !scalars.contains("\r") && !scalars.isEmpty
+            && ![" ", "\t"].contains(scalars.first!) && ![" ", "\t"].contains(scalars.last!)
+    }) {
         let section = headers.map { "Received: " + $0 }.joined(separator: "\n") + "\n\nbody"
         let read = ReceivedHeader.values(inHeaders: section)
         precondition(read == headers, "values(inHeaders:) read \(read.count) of \(headers.count) headers back differently")

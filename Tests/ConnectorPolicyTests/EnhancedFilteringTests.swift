@@ -260,4 +260,10 @@ final class EnhancedFilteringTests: XCTestCase {
         XCTAssertEqual(ReceivedHeader.value(ofField: "Received: from a by b"), "from a by b")
         XCTAssertNil(ReceivedHeader.value(ofField: "from a by b"))
     }
+
+    /// Found by the fuzzer: a value starting with a combining mark made " " + mark one Character.
+    func test_combiningMarksDoNotGlueWordsOrHideSpaces() {
+        XCTAssertEqual(ReceivedHeader.values(inHeaders: "Received: \u{0350}x\n"), ["\u{0350}x"])
+        XCTAssertEqual(ReceivedHeader.clientAddress("from a (a [192.0.2.1]) \u{0350}by b ([198.51.100.1])"), IPAddress("192.0.2.1"))
+    }
 }
