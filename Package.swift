@@ -53,6 +53,7 @@ let package = Package(
         .executableTarget(name: "FuzzVerdictLineReader", dependencies: ["ConnectorReview", "FuzzDriver"]),
         .executableTarget(name: "FuzzAddresses", dependencies: ["ConnectorPolicy", "ConnectorReview", "FuzzDriver"]),
         .executableTarget(name: "FuzzSocketmap", dependencies: ["ConnectorDaemon", "FuzzDriver"]),
+        .executableTarget(name: "FuzzReceivedChain", dependencies: ["ConnectorPolicy", "ConnectorReview", "FuzzDriver"]),
         .testTarget(name: "ConnectorPolicyTests", dependencies: ["ConnectorPolicy", "ConnectorReview"]),
         .testTarget(name: "MilterTests", dependencies: ["Milter", "ConnectorDaemon", "ConnectorPolicy", "ConnectorReview"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Milter", "ConnectorPolicy", "ConnectorReview", "ConnectorDaemon"], exclude: ["Fixtures"]),

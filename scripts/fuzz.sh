@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs among policy-parser, addresses,
-# verdict-line-reader, socketmap (default all). Each target is built once with
+# verdict-line-reader, socketmap, received-chain (default all). Each target is built once with
 #   swift build -c release --scratch-path .build-fuzz \
 #       -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING --product Fuzz<Name>
 # and run on its seed corpus (Fuzz/corpus/<name>/, kept small in git, read only); what the
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(policy-parser addresses verdict-line-reader socketmap)
+[ ${#targets[@]} -gt 0 ] || targets=(policy-parser addresses verdict-line-reader socketmap received-chain)
 jobs=${FUZZ_JOBS:-1}
 scratch=.build-fuzz
 parallel=()

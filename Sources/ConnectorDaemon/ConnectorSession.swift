@@ -50,16 +50,23 @@ final class ConnectorSessionFactory: MilterSessionFactory {
 /// verdict lines out. Refusals are logged when they happen; acceptances when the message is
 /// queued, with its queue id.
 final class ConnectorSession: MilterSession {
-    static let stampedHeaders = ["X-Connector-Inbound", "X-Connector-Direction"]
+    static let stampedHeaders = ["X-Connector-Inbound", "X-Connector-Direction", "X-Connector-Original-Client"]
 
     private let policy: PolicySet
     private let log: any LogSink
     private let metrics: WorkerMetrics?
     private var facts = SessionFacts()
+    /// The connector with enhanced filtering the client comes through, if any: its mail is
+    /// judged on its original client once the Received headers are in.
+    private var service: Connector?
     // Per message.
     private var from: EmailAddress?
-    private var accepted: [(decision: Decision, recipient: EmailAddress)] = []
+    /// The recipients the MTA was not told to refuse at RCPT. One that waits for the original
+    /// client (enhanced filtering) may still be refused at end of message.
+    private var accepted: [PendingRecipient] = []
     private var forgedHeaders: [String: Int] = [:]  // stamped header name -> copies seen
+    /// Received header values, topmost first, for enhanced filtering only.
+    private var received: [String] = []
 
     init(policy: PolicySet, log: any LogSink, metrics: WorkerMetrics? = nil) {
         self.policy = policy
@@ -70,6 +77,7 @@ final class ConnectorSession: MilterSession {
     func connect(hostname: String, address: String?, context: MilterContext) throws -> MilterResponse {
         facts.clientName = SessionMacros.clientName(hostname)
         facts.clientAddress = address.flatMap { IPAddress($0) }
+        service = policy.enhancedFilteringConnector(client: facts.clientAddress)
         return .proceed
     }
 
@@ -90,14 +98,15 @@ final class ConnectorSession: MilterSession {
     func recipient(_ arguments: [String], context: MilterContext) throws -> MilterResponse {
         guard let from else { throw SessionError.recipientBeforeMail }
         let recipient = EmailAddress(parsing: arguments.first ?? "")
+        // Enhanced filtering: what rests on the client's address waits for the original client.
         let judging = metrics?.startJudging()
-        let decision = policy.judge(session: facts, from: from, recipient: recipient)
+        let (decision, waits) = policy.judgeAtRecipient(session: facts, from: from, recipient: recipient, service: service)
         if let judging { metrics?.judged(since: judging) }
-        if let refusal = decision.enforcedRefusal {
+        if !waits, let refusal = decision.enforcedRefusal {
             logVerdict(decision, recipient: recipient, queueID: context.macro("i"))
             return .refuse(refusal.reply)
         }
-        accepted.append((decision, recipient))
+        accepted.append(PendingRecipient(decision: decision, recipient: recipient, waits: waits))
         return .proceed
     }
 
@@ -105,11 +114,26 @@ final class ConnectorSession: MilterSession {
         if let stamped = Self.stampedHeaders.first(where: { $0.caseInsensitiveEquals(name) }) {
             forgedHeaders[stamped, default: 0] += 1
         }
+        // One more than the walk reads, so a chain that long still ends in "no answer".
+        if service != nil, received.count <= ReceivedChain.maximumHops, name.caseInsensitiveEquals("Received") {
+            received.append(value)
+        }
         return .proceed
     }
 
     func endOfMessage(context: MilterContext) throws -> MilterResponse {
         defer { resetMessage() }
+        // After DATA the MTA takes or refuses the whole message: one enforced refusal refuses
+        // it for every recipient (docs/enhanced-filtering.md), and nothing is changed in it.
+        let (decisions, messageRefusal) = policy.judgeAtEndOfMessage(
+            session: facts, from: from ?? EmailAddress(parsing: ""), pending: accepted, received: received, service: service)
+        if let messageRefusal {
+            let queueID = context.macro("i")
+            for r in decisions {
+                logVerdict(r.decision, recipient: r.recipient, queueID: queueID, originalClient: r.originalClient)
+            }
+            return .refuse(messageRefusal.reply)
+        }
         // Copies that arrived with the message were written by someone else: remove them
         // whether or not we stamp our own. Highest index first, so the rest keep their numbers.
         for (name, count) in forgedHeaders {
@@ -118,13 +142,16 @@ final class ConnectorSession: MilterSession {
             }
         }
         // The headers describe the message; its first accepted recipient decides them.
-        if policy.settings.stampHeaders, let first = accepted.first?.decision {
-            try context.addHeader(name: "X-Connector-Inbound", value: first.inbound.map { headerSafe($0.name) } ?? "none")
-            try context.addHeader(name: "X-Connector-Direction", value: first.direction.rawValue)
+        if policy.settings.stampHeaders, let first = decisions.first {
+            try context.addHeader(name: "X-Connector-Inbound", value: first.decision.inbound.map { headerSafe($0.name) } ?? "none")
+            try context.addHeader(name: "X-Connector-Direction", value: first.decision.direction.rawValue)
+            if first.waited {
+                try context.addHeader(name: "X-Connector-Original-Client", value: first.originalClient?.description ?? "none")
+            }
         }
         let queueID = context.macro("i")
-        for (decision, recipient) in accepted {
-            logVerdict(decision, recipient: recipient, queueID: queueID)
+        for r in decisions {
+            logVerdict(r.decision, recipient: r.recipient, queueID: queueID, originalClient: r.originalClient)
         }
         return .proceed
     }
@@ -146,14 +173,15 @@ final class ConnectorSession: MilterSession {
         from = nil
         accepted.removeAll(keepingCapacity: true)
         forgedHeaders.removeAll(keepingCapacity: true)
+        received.removeAll(keepingCapacity: true)
     }
 
-    private func logVerdict(_ decision: Decision, recipient: EmailAddress, queueID: String?) {
+    private func logVerdict(_ decision: Decision, recipient: EmailAddress, queueID: String?, originalClient: IPAddress? = nil) {
         let id = queueID.flatMap { $0.isEmpty ? nil : $0 }
         metrics?.decided(decision)
         log.log(decision.verdict == .accept ? .info : .notice,
                 VerdictLine.format(queueID: id, decision: decision, session: facts, from: from ?? EmailAddress(parsing: ""),
-                                   recipient: recipient))
+                                   recipient: recipient, originalClient: originalClient))
     }
 
     /// Connector names come from the administrator, but a header must still be one line.

@@ -94,6 +94,15 @@ public struct Connector: Sendable, Equatable {
     public var restrictDomainsToCertificate: Bool = false
     /// Partner only: limit the connector to mail for these accepted domains (empty = all).
     public var associatedAcceptedDomains: [DomainPattern] = []
+    /// Enhanced filtering (docs/enhanced-filtering.md): the hops of a service in front to skip
+    /// in the Received headers, to find the message's original client.
+    public var efSkipIPs: [IPPrefix] = []
+    /// Enhanced filtering, skipping only the connecting client.
+    public var efSkipLastIP: Bool = false
+    /// The recipients enhanced filtering applies to, lowercased `local@domain`; empty = all.
+    public var efUsers: [String] = []
+    /// Find and log the original client, but refuse nothing for it.
+    public var efTestMode: Bool = false
 
     // Outbound.
     public var recipientDomains: [DomainPattern] = []
@@ -114,4 +123,7 @@ public struct Connector: Sendable, Equatable {
 
     /// A partner connector that refuses its sender domains from anywhere it does not allow.
     public var isRestricting: Bool { restrictDomainsToIPAddresses || restrictDomainsToCertificate }
+
+    /// Mail from this connector is judged on its original client (enhanced filtering).
+    public var hasEnhancedFiltering: Bool { !efSkipIPs.isEmpty || efSkipLastIP }
 }

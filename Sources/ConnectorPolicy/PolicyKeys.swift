@@ -129,6 +129,14 @@ package enum PolicyKeys {
         .connector("associatedAcceptedDomains", .inboundPartner, \.associatedAcceptedDomains, .associatedAcceptedDomains,
                    defaultValue: "all accepted domains",
                    "the connector applies only to mail for these accepted domains"),
+        .connector("efSkipIPs", .inbound, \.efSkipIPs, .addresses,
+                   "enhanced filtering: the addresses of the service in front to skip in the Received headers, to find the original client"),
+        .connector("efSkipLastIP", .inbound, \.efSkipLastIP, .bool,
+                   "enhanced filtering skipping only the connecting client; instead of efSkipIPs"),
+        .connector("efUsers", .inbound, \.efUsers, .recipientAddresses, defaultValue: "all recipients",
+                   "enhanced filtering applies only to mail for these recipients"),
+        .connector("efTestMode", .inbound, \.efTestMode, .bool,
+                   "enhanced filtering finds and logs the original client, but refuses nothing for it (`would=`)"),
         .connector("recipientDomains", .outbound, \.recipientDomains, .domains(allowAny: true),
                    "the recipient domains the connector delivers for; `*.x` and `*` are allowed"),
         .connector("smartHosts", .outbound, \.smartHosts, .smartHosts,
@@ -144,7 +152,7 @@ package enum PolicyKeys {
                    "mail for this connector's recipients must also have arrived over TLS"),
         .connector("allAcceptedDomains", .outboundOnPremises, \.allAcceptedDomains, .bool,
                    "the connector delivers mail for every accepted domain"),
-        .connector("validationRecipients", .outbound, \.validationRecipients, .recipientAddresses,
+        .connector("validationRecipients", .outbound, \.validationRecipients, .probeAddresses,
                    "addresses `validate` asks the smart hosts to accept (RCPT TO after STARTTLS); no mail is sent"),
     ]
 

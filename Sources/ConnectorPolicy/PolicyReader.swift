@@ -243,6 +243,8 @@ struct PolicyReader {
             if let entry = accepted[K.restrictDomainsToCertificate], c.restrictDomainsToCertificate, lacks(K.tlsSenderCertificateName) {
                 problem(entry.keyNode, "\(entry.key): true needs \(tlsSenderCertificateName), the certificate name to restrict to")
             }
+            enhancedFilteringProblems(c, written: written, accepted: accepted, hasSkipIPs: !lacks(K.efSkipIPs),
+                                      hasSenderIPAddresses: !lacks(K.senderIPAddresses))
         case .outbound:
             if let entry = accepted[K.useMXRecord] {
                 if c.useMXRecord && !lacks(K.smartHosts) {
@@ -272,6 +274,31 @@ struct PolicyReader {
         }
     }
 
+    /// Enhanced filtering needs exactly one skip form, and addresses that a client can come from.
+    private mutating func enhancedFilteringProblems(_ c: Connector, written: [String: Entry], accepted: [String: Entry],
+                                                    hasSkipIPs: Bool, hasSenderIPAddresses: Bool) {
+        typealias K = CrossKey
+        if let entry = written[K.efSkipIPs], isEmptyList(entry.value) {
+            problem(entry.value, "\(entry.key) must list at least one address or block of the service to skip")
+        }
+        let skipsLast = accepted[K.efSkipLastIP] != nil && c.efSkipLastIP
+        if let entry = accepted[K.efSkipLastIP], c.efSkipLastIP, hasSkipIPs {
+            problem(entry.keyNode, "\(entry.key): true contradicts \(K.efSkipIPs); skip either the listed addresses "
+                + "or only the connecting client (remove one of them)")
+        }
+        let skipForm = skipsLast || hasSkipIPs
+        if !skipForm {
+            for key in [K.efUsers, K.efTestMode] {
+                guard let entry = written[key] else { continue }
+                problem(entry.keyNode, "\(entry.key) needs \(K.efSkipIPs) or \(K.efSkipLastIP): true; without a skip "
+                    + "form the connector has no enhanced filtering")
+            }
+        } else if !hasSenderIPAddresses, let entry = skipsLast ? written[K.efSkipLastIP] : written[K.efSkipIPs] {
+            problem(entry.keyNode, "\(entry.key) needs \(K.senderIPAddresses): enhanced filtering applies to mail whose "
+                + "connecting client is in them, and no client address reaches this connector without them")
+        }
+    }
+
     func isEmptyList(_ node: Node) -> Bool {
         if case .sequence(let sequence) = node { return sequence.isEmpty }
         return false
@@ -295,4 +322,8 @@ private enum CrossKey {
     static let useMXRecord = PolicyKeys.connectorKey(\.useMXRecord).name
     static let tlsSettings = PolicyKeys.connectorKey(\.tlsSettings).name
     static let tlsDomain = PolicyKeys.connectorKey(\.tlsDomain).name
+    static let efSkipIPs = PolicyKeys.connectorKey(\.efSkipIPs).name
+    static let efSkipLastIP = PolicyKeys.connectorKey(\.efSkipLastIP).name
+    static let efUsers = PolicyKeys.connectorKey(\.efUsers).name
+    static let efTestMode = PolicyKeys.connectorKey(\.efTestMode).name
 }

@@ -19,6 +19,7 @@ package enum PolicyReference {
         "An inbound onPremises connector needs `senderIPAddresses` or `tlsSenderCertificateName`; without either it can never match.",
         "An inbound partner connector needs `senderDomains`.",
         "`restrictDomainsToIPAddresses: true` needs `senderIPAddresses`, and `restrictDomainsToCertificate: true` needs `tlsSenderCertificateName`: the addresses or the certificate name to restrict to.",
+        "Enhanced filtering takes exactly one of `efSkipIPs` (not empty) and `efSkipLastIP: true`; `efUsers` and `efTestMode` need one of them, and a connector with enhanced filtering needs `senderIPAddresses`, the addresses of the service in front.",
         "Every `associatedAcceptedDomains` entry must be one of the accepted domains, or under one of them.",
         "An outbound partner connector needs `recipientDomains`; an outbound onPremises connector needs `recipientDomains` or `allAcceptedDomains: true`.",
         "An outbound onPremises connector needs `smartHosts`: mail for the organization's own servers goes to them, not to MX.",

@@ -19,6 +19,8 @@ public final class PolicySet: Sendable {
     let partnersByAddress: PrefixTree<Int>
     let outboundByRecipientDomain: DomainTree<Int>
     let outboundForAcceptedDomains: Int?
+    /// Inbound connectors with enhanced filtering, by their senderIPAddresses.
+    let enhancedFilteringByAddress: PrefixTree<Int>
 
     public init(_ policy: Policy) {
         self.policy = policy
@@ -31,7 +33,11 @@ public final class PolicySet: Sendable {
         var partnerCert = DomainTree<Int>(), partnerAddr = PrefixTree<Int>()
         var outbound = DomainTree<Int>()
         var forAccepted: Int?
+        var enhancedFiltering = PrefixTree<Int>()
         for (i, c) in policy.connectors.enumerated() where c.enabled {
+            if c.direction == .inbound && c.hasEnhancedFiltering {
+                for prefix in c.senderIPAddresses { enhancedFiltering.insert(prefix, i) }
+            }
             switch (c.direction, c.type) {
             case (.inbound, .onPremises):
                 if let name = c.tlsSenderCertificateName { onPremCert.insert(name, i) }
@@ -57,6 +63,7 @@ public final class PolicySet: Sendable {
         partnersByAddress = partnerAddr
         outboundByRecipientDomain = outbound
         outboundForAcceptedDomains = forAccepted
+        enhancedFilteringByAddress = enhancedFiltering
     }
 
     public func isAccepted(_ domain: String) -> Bool { acceptedDomains.contains(domain) }

@@ -236,7 +236,7 @@ extension ValueSyntax where Value == [IPPrefix] {
 extension ValueSyntax where Value == [String] {
     /// Plain `local@domain` addresses, each sent verbatim as `RCPT TO:<address>`: nothing in
     /// one may end or extend that command.
-    static var recipientAddresses: Self {
+    static var probeAddresses: Self {
         ValueSyntax(phrase: "list of addresses like `postmaster@fabrikam.com`", read: { reader, entry in
             guard let items = reader.strings(entry, example: "[postmaster@fabrikam.com]") else { return nil }
             var addresses: [String] = []

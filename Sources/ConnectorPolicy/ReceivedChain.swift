@@ -32,7 +32,10 @@ public enum ReceivedHeader {
     public static func clientAddress(_ value: String) -> IPAddress? {
         guard value.utf8.count <= maximumLength else { return nil }
         // Unfolded and with runs of white space as one space: headers may be folded anywhere.
-        let words = value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" })
+        // Split on scalars, not Characters: a space followed by a combining mark is one
+        // Character, and would glue two words together.
+        let words = value.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" })
+            .map { Substring($0) }
         guard let first = words.first, first.lowercased() == "from" else { return nil }
         var clause: [Substring] = []
         for word in words.dropFirst() {
@@ -53,6 +56,30 @@ public enum ReceivedHeader {
         return bracketedLiteral(clause[0])
     }
 
+    /// The value of a `Received:` field written with its name (`Received: from ...`); nil
+    /// when `field` does not start with that name.
+    public static func value(ofField field: String) -> String? {
+        guard let colon = field.firstIndex(of: ":"),
+              field[..<colon].trimmingCharacters(in: " \t").caseInsensitiveEquals("received") else { return nil }
+        return String(field[field.index(after: colon)...]).trimmingCharacters(in: " \t")
+    }
+
+    /// The Received header values of a message's header section (or the whole message, up to
+    /// its first empty line), in order, folded lines joined.
+    public static func values(inHeaders text: String) -> [String] {
+        var fields: [String] = []
+        for scalars in text.unicodeScalars.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+            let line = Substring(scalars.last == "\r" ? scalars.dropLast() : scalars)
+            if line.isEmpty { break }
+            if line.unicodeScalars.first == " " || line.unicodeScalars.first == "\t" {
+                if !fields.isEmpty { fields[fields.count - 1] += " " + line.trimmingCharacters(in: " \t") }
+            } else {
+                fields.append(String(line))
+            }
+        }
+        return fields.compactMap(value(ofField:))
+    }
+
     /// `[192.0.2.1]`, `([192.0.2.1]`, `[IPv6:2001:db8::1])`, `[192.0.2.1];`: the literal
     /// inside the brackets, which must be a whole address.
     private static func bracketedLiteral(_ word: Substring) -> IPAddress? {
@@ -60,6 +87,21 @@ public enum ReceivedHeader {
         let inside = word[word.index(after: open)..<close]
         guard !inside.isEmpty else { return nil }
         return IPAddress(inside)
+    }
+}
+
+extension StringProtocol {
+    /// Trims scalars, not Characters (a space followed by a combining mark is one Character).
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self).unicodeScalars
+        let trimmed = Set(set.unicodeScalars)
+        while let f = s.first, trimmed.contains(f) { s = s.dropFirst() }
+        while let l = s.last, trimmed.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+
+    fileprivate func caseInsensitiveEquals(_ other: String) -> Bool {
+        DomainName.lowercasedASCII(String(self)) == DomainName.lowercasedASCII(other)
     }
 }
 

@@ -8,6 +8,7 @@
 //
 // Fields added since the first release, in order:
 //   auth="LOGIN"|none   the SASL login name (`{auth_authen}`), which makes a client originating.
+//   original_client=IP|none   the original client enhanced filtering judged the recipient on.
 
 public enum VerdictLine {
     /// Longest value written, in Unicode scalars; longer values end in "...". SMTP limits an
@@ -17,10 +18,11 @@ public enum VerdictLine {
     /// Every key `format` writes, in the order it writes them; `would` and `reason` appear only
     /// when the decision has them. The first release's fields first, then the ones added since.
     public static let keys = ["verdict", "would", "reason", "direction", "inbound", "inbound_type", "client", "tls",
-                              "cert", "from", "rcpt", "outbound", "outbound_type", "mode", "auth"]
+                              "cert", "from", "rcpt", "outbound", "outbound_type", "mode", "auth",
+                              "original_client"]
 
     public static func format(queueID: String?, decision: Decision, session: SessionFacts,
-                              from: EmailAddress, recipient: EmailAddress) -> String {
+                              from: EmailAddress, recipient: EmailAddress, originalClient: IPAddress? = nil) -> String {
         var line = ""
         line.reserveCapacity(256)
         line += queueID.map { quoteIfNeeded($0) } ?? "NOQUEUE"
@@ -41,6 +43,9 @@ public enum VerdictLine {
         // Always quoted when set, so a login literally named "none" is not read as no login.
         // An empty login counts as none, as it does for the judge.
         line += " auth=" + (session.authenticatedUser.flatMap { $0.isEmpty ? nil : quoted($0) } ?? "none")
+        // The client enhanced filtering found behind a service in front, and judged this
+        // recipient on; `none` when there was none to use (docs/enhanced-filtering.md).
+        line += " original_client=" + (originalClient?.description ?? "none")
         return line
     }
 

@@ -123,6 +123,7 @@ struct LintRules {
         onPremisesOutboundForForeignDomains()
         sharedSmartHostsWithDifferentTLS()
         onPremisesCertificateNamesOutsideAcceptedDomains()
+        enhancedFilteringSkipsItsOwnAddresses()
     }
 
     private func enabled(_ direction: Direction, _ type: ConnectorType? = nil) -> [Int] {
@@ -353,6 +354,19 @@ struct LintRules {
                         + "\(reference(w)) (\(tls(winner))): Postfix keeps one TLS policy per next hop, and the socketmap "
                         + "answers with \(VerdictLine.quoted(winner.name))'s, the stricter, so this connector's mail goes under "
                         + "\(tls(winner)); give them the same tlsSettings, or separate smart hosts")
+            }
+        }
+    }
+
+    /// Enhanced filtering starts only when the connecting client is one of the hops to skip:
+    /// a service address outside efSkipIPs gets its mail judged on the service, as without it.
+    mutating func enhancedFilteringSkipsItsOwnAddresses() {
+        for i in enabled(.inbound) where !connectors[i].efSkipIPs.isEmpty {
+            let c = connectors[i]
+            for prefix in c.senderIPAddresses where !c.efSkipIPs.contains(where: { $0.length <= prefix.length && $0.contains(prefix.address) }) {
+                warn(positions.item(i, \.senderIPAddresses) { (try? IPPrefix.parse($0).get()) == prefix },
+                     "senderIPAddresses \(prefix) of \(label(i)) is not all in its efSkipIPs: mail from there is judged on "
+                        + "the connecting client, not on the original client behind it; add it to efSkipIPs")
             }
         }
     }

@@ -155,6 +155,8 @@ private struct Tally {
     var reasons: [String: Int] = [:]
     var refusedClients: [String: Int] = [:]
     var refusedSenderDomains: [String: Int] = [:]
+    /// Recipients judged on the original client enhanced filtering found, by that client.
+    var originalClients: [String: Int] = [:]
 
     static func index(_ v: Verdict) -> Int {
         switch v {
@@ -174,8 +176,10 @@ private struct Tally {
         }
         if let would = r.would { self.would[Self.index(would)] += 1 }
         if let reason = r.reason { reasons[reason, default: 0] += 1 }
+        if let original = r.originalClient { originalClients[original.description, default: 0] += 1 }
         if r.isRefusal {
-            refusedClients[r.clientAddress?.description ?? "unknown", default: 0] += 1
+            // Behind a service in front, the client that counts is the original one.
+            refusedClients[(r.originalClient ?? r.clientAddress)?.description ?? "unknown", default: 0] += 1
             refusedSenderDomains[Self.senderDomain(r.from), default: 0] += 1
         }
     }
@@ -202,7 +206,8 @@ private struct Tally {
             messagesByVerdict: counts(messagesByVerdict.map(\.count)), recipients: counts(recipientsByVerdict),
             would: ReportSummary.Would(reject: would[1], tempfail: would[2]),
             reasons: reasons, tls: ReportSummary.TLS(messages: tlsMessages, share: (share * 10000).rounded() / 10000, versions: tlsVersions),
-            topRefusedClients: ranked(refusedClients), topRefusedSenderDomains: ranked(refusedSenderDomains))
+            topRefusedClients: ranked(refusedClients), topRefusedSenderDomains: ranked(refusedSenderDomains),
+            originalClientRecipients: originalClients.values.reduce(0, +), topOriginalClients: ranked(originalClients))
     }
 }
 
@@ -262,6 +267,10 @@ public struct ReportSummary: Codable, Sendable, Equatable {
         /// recipients, monitor mode's would-be refusals included.
         public var topRefusedClients: [Ranked]
         public var topRefusedSenderDomains: [Ranked]
+        /// Recipients judged on an original client found by enhanced filtering (`original_client=`),
+        /// and the most frequent of those clients.
+        public var originalClientRecipients: Int = 0
+        public var topOriginalClients: [Ranked] = []
     }
 }
 
@@ -316,6 +325,10 @@ extension ReportSummary {
         let versions = g.tls.versions.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
             .map { "\(VerdictLine.quoteIfNeeded($0.key)) \(number($0.value))" }.joined(separator: ", ")
         out += label("TLS") + "\(percent(g.tls.share)) of messages" + (versions.isEmpty ? "" : " (\(versions))") + "\n"
+        if g.originalClientRecipients > 0 {
+            out += label("original clients") + "\(number(g.originalClientRecipients)) recipients judged on the client "
+                + "behind a service: " + ranked(g.topOriginalClients) + "\n"
+        }
         if !g.topRefusedClients.isEmpty {
             out += label("top refused clients") + ranked(g.topRefusedClients) + "\n"
             out += label("top refused sender domains") + ranked(g.topRefusedSenderDomains) + "\n"

@@ -17,7 +17,9 @@ public struct SimulatedOutcome: Codable, Sendable, Equatable, CustomStringConver
     public var outbound: String?
 
     init(_ r: VerdictRecord) {
-        verdict = r.verdict
+        // `verdict=reject` without a reason: refused only along with its message, after DATA,
+        // for another recipient's refusal (enhanced filtering). Its own outcome was accept.
+        verdict = r.verdict == .reject && r.reason == nil ? .accept : r.verdict
         would = r.would
         reason = r.reason
         inbound = r.inbound
@@ -139,9 +141,20 @@ public struct Simulation {
 
     public mutating func judge(_ r: VerdictRecord) -> SimulatedChange? {
         totals.judged += 1
-        let incomplete = !r.missingFacts.isEmpty
+        let recipient = address(r.recipient)
+        var missingFacts = r.missingFacts
+        // A line from before enhanced filtering cannot tell the original client a new
+        // connector with it would have found.
+        if !r.hasOriginalClientField, policy.enhancedFilteringConnector(client: r.clientAddress)?
+            .enhancedFilteringApplies(to: recipient) == true {
+            missingFacts.append("original_client")
+        }
+        let incomplete = !missingFacts.isEmpty
         if incomplete { totals.judgedWithMissingFacts += 1 }
-        let decision = policy.judge(session: r.sessionFacts, from: address(r.from), recipient: address(r.recipient))
+        // With the logged original client: the Received headers are not in the log, so a new
+        // efSkipIPs cannot be tried, only whether the connector has enhanced filtering at all.
+        let decision = policy.judge(session: r.sessionFacts, from: address(r.from), recipient: recipient,
+                                    originalClient: r.originalClient)
         let old = SimulatedOutcome(r), new = SimulatedOutcome(decision)
         if old == new { return nil }
         let attributionOnly = old.sameOutcome(new)
@@ -156,7 +169,7 @@ public struct Simulation {
         let client = r.clientName + "[" + (r.clientAddress?.description ?? "unknown") + "]"
         return SimulatedChange(time: r.timestamp.map(clock.format), queueID: r.queueID, client: client, from: r.from,
                                recipient: r.recipient, old: old, new: new, attributionOnly: attributionOnly,
-                               missingFacts: r.missingFacts)
+                               missingFacts: missingFacts)
     }
 }
 

@@ -266,12 +266,22 @@ private struct FieldSlots {
             } else {
                 missing.append("auth")
             }
-            return .success(VerdictRecord(
+            var originalClient: IPAddress? = nil
+            if let o = values[15] {
+                if o.quoted || (o.text != "none" && IPAddress(o.text) == nil) {
+                    throw Failure(message: "original_client= must be an IP address or none")
+                }
+                originalClient = o.text == "none" ? nil : IPAddress(o.text)
+            }
+            var record = VerdictRecord(
                 timestamp: nil, host: nil, queueID: queueID, verdict: verdict, would: would, reason: reason,
                 direction: direction, inbound: inbound, inboundType: inboundType, clientName: clientName,
                 clientAddress: clientAddress, tlsVersion: tls, certificate: cert, from: from, recipient: rcpt,
                 outbound: outbound, outboundType: outboundType, mode: mode, authenticatedUser: auth,
-                missingFacts: missing))
+                missingFacts: missing)
+            record.originalClient = originalClient
+            record.hasOriginalClientField = values[15] != nil
+            return .success(record)
         } catch {
             return .failure(error)
         }

@@ -47,6 +47,11 @@ public struct VerdictRecord: Sendable, Equatable {
     public var outboundType: ConnectorType?
     public var mode: Mode
     public var authenticatedUser: String?
+    /// The original client enhanced filtering judged the recipient on; nil for `none` and for
+    /// lines written before the field existed (`hasOriginalClientField` tells them apart).
+    public var originalClient: IPAddress? = nil
+    /// The line has `original_client=` (written since enhanced filtering exists).
+    public var hasOriginalClientField = false
     /// Facts the judge reads that this line does not fully give, by key: `auth` for lines
     /// written before that field existed, and any value cut at `VerdictLine.maximumValueLength`.
     public var missingFacts: [String]

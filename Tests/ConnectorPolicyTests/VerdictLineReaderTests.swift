@@ -195,10 +195,12 @@ final class VerdictLineReaderTests: XCTestCase {
     }
 
     func test_conformanceNamesWhatIsMissingOrOutOfOrder() {
-        XCTAssertEqual(VerdictLineReader.conformanceProblems(Self.message), [])
-        let old = Self.message.replacingOccurrences(of: " auth=none", with: "")
+        let current = Self.message + " original_client=none"
+        XCTAssertEqual(VerdictLineReader.conformanceProblems(current), [])
+        let old = current.replacingOccurrences(of: " auth=none", with: "")
         XCTAssertEqual(VerdictLineReader.conformanceProblems(old).count, 1)
-        let swapped = Self.message.replacingOccurrences(of: "tls=TLSv1.3 cert=none", with: "cert=none tls=TLSv1.3")
+        XCTAssertEqual(VerdictLineReader.conformanceProblems(Self.message).count, 1, "a line from before original_client=")
+        let swapped = current.replacingOccurrences(of: "tls=TLSv1.3 cert=none", with: "cert=none tls=TLSv1.3")
         XCTAssertTrue(VerdictLineReader.conformanceProblems(swapped).first?.hasPrefix("keys are ") ?? false)
         XCTAssertEqual(VerdictLineReader.conformanceProblems("hello"), ["not a verdict line"])
     }
@@ -274,5 +276,30 @@ final class VerdictLineReaderTests: XCTestCase {
         [UInt8(ascii: "\n"), UInt8(ascii: "b"), UInt8(ascii: "\n")].withUnsafeBufferPointer { splitter.feed($0) { seen.append(($0.count, $1)) } }
         XCTAssertEqual(seen.map(\.0), [limit, 1])
         XCTAssertEqual(seen.map(\.1), [false, true])
+    }
+
+    // MARK: Enhanced filtering
+
+    func test_theOriginalClientIsReadAndLinesWithoutItStayValid() {
+        guard case .verdict(let r) = VerdictLineReader.parse(message: Self.message + " original_client=2001:db8::7") else {
+            return XCTFail("not read")
+        }
+        XCTAssertEqual(r.originalClient, IPAddress("2001:db8::7"))
+        XCTAssertTrue(r.hasOriginalClientField)
+        guard case .verdict(let none) = VerdictLineReader.parse(message: Self.message + " original_client=none") else {
+            return XCTFail("not read")
+        }
+        XCTAssertNil(none.originalClient)
+        XCTAssertTrue(none.hasOriginalClientField)
+        guard case .verdict(let old) = VerdictLineReader.parse(message: Self.message) else { return XCTFail("not read") }
+        XCTAssertNil(old.originalClient)
+        XCTAssertFalse(old.hasOriginalClientField)
+        XCTAssertEqual(old.missingFacts, [], "a line from before enhanced filtering lacks nothing the judge needed then")
+        for bad in ["original_client=\"192.0.2.1\"", "original_client=nobody", "original_client=192.0.2.1/24"] {
+            guard case .malformed(let why) = VerdictLineReader.parse(message: Self.message + " " + bad) else {
+                XCTFail("\(bad) read as valid"); continue
+            }
+            XCTAssertTrue(why.contains("original_client="), why)
+        }
     }
 }

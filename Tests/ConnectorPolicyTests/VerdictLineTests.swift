@@ -21,7 +21,7 @@ final class VerdictLineTests: XCTestCase {
         XCTAssertEqual(line(s, from: "<ceo@contoso.com>", rcpt: "<x@fabrikam.com>", queueID: "4ABCD1234"),
             "4ABCD1234: verdict=accept direction=originating inbound=\"Contoso on-premises\" inbound_type=onPremises "
             + "client=relay.contoso.com[192.0.2.7] tls=TLSv1.3 cert=none from=<ceo@contoso.com> rcpt=<x@fabrikam.com> "
-            + "outbound=\"To \\\"Fabrikam\\\" = Bank\" outbound_type=partner mode=enforce auth=none")
+            + "outbound=\"To \\\"Fabrikam\\\" = Bank\" outbound_type=partner mode=enforce auth=none original_client=none")
     }
 
     func test_refusalLineCarriesReasonAndNoQueue() {
@@ -29,17 +29,17 @@ final class VerdictLineTests: XCTestCase {
         XCTAssertEqual(line(s, from: "<>", rcpt: "<x@other.example>"),
             "NOQUEUE: verdict=reject reason=relay-denied direction=incoming inbound=none inbound_type=none "
             + "client=unknown[2001:db8::1] tls=none cert=none from=<> rcpt=<x@other.example> "
-            + "outbound=none outbound_type=none mode=enforce auth=none")
+            + "outbound=none outbound_type=none mode=enforce auth=none original_client=none")
     }
 
     func test_saslLoginIsAppendedAfterTheSpecFieldsAndAlwaysQuoted() {
         let s = SessionFacts(clientAddress: IPAddress("198.51.100.4"), clientName: "laptop.example", authenticatedUser: "none")
         let text = line(s, from: "<me@contoso.com>", rcpt: "<x@other.example>")
-        XCTAssertTrue(text.hasSuffix(" mode=enforce auth=\"none\""), text)
+        XCTAssertTrue(text.hasSuffix(" mode=enforce auth=\"none\" original_client=none"), text)
         XCTAssertTrue(text.contains(" inbound_type=authenticated "), text)
         // An empty login is no login, to the judge and in the line.
         let empty = SessionFacts(clientAddress: IPAddress("198.51.100.4"), authenticatedUser: "")
-        XCTAssertTrue(line(empty, from: "<me@contoso.com>", rcpt: "<x@contoso.com>").hasSuffix(" auth=none"))
+        XCTAssertTrue(line(empty, from: "<me@contoso.com>", rcpt: "<x@contoso.com>").hasSuffix(" auth=none original_client=none"))
     }
 
     func test_fieldsAreWrittenInTheOrderOfVerdictLineKeys() {

@@ -103,7 +103,7 @@ final class HostileSessionTests: XCTestCase {
 
         let refused = try lab.uniqueVerdict(containing: "verdict=reject reason=relay-denied direction=incoming inbound=none inbound_type=none client=localhost[127.0.0.1] tls=none cert=none from=\"<Lxxx")
         XCTAssertTrue(refused.contains("xxx...\" rcpt=\"<Lxxx"), refused)
-        XCTAssertTrue(refused.hasSuffix("xxx...\" outbound=none outbound_type=none mode=enforce auth=none"), refused)
+        XCTAssertTrue(refused.hasSuffix("xxx...\" outbound=none outbound_type=none mode=enforce auth=none original_client=none"), refused)
         let accepted = try lab.uniqueVerdict(containing: "rcpt=<long-local@contoso.com>")
         XCTAssertTrue(accepted.hasPrefix("\(queueID): verdict=accept"), accepted)
         let from = try verdictRecord(accepted).from
@@ -142,7 +142,7 @@ final class HostileSessionTests: XCTestCase {
         // The reply to the second command is still in flight: NOOP collects it.
         XCTAssertEqual(try client.send("NOOP").code, 250, "the reply to RCPT TO:<lf-two@contoso.com>")
         let line = try lab.uniqueVerdict(containing: "rcpt=<lf-one@far.example>")
-        XCTAssertTrue(line.hasSuffix("rcpt=<lf-one@far.example> outbound=none outbound_type=none mode=enforce auth=none"), line)
+        XCTAssertTrue(line.hasSuffix("rcpt=<lf-one@far.example> outbound=none outbound_type=none mode=enforce auth=none original_client=none"), line)
     }
 
     // MARK: - Quote injection aimed at the verdict line

@@ -41,7 +41,7 @@ final class ConnectorSessionTests: XCTestCase {
         XCTAssertEqual(r.log.lines.map(\.message), [
             "NOQUEUE: verdict=reject reason=partner-restricted direction=incoming inbound=none inbound_type=none "
             + "client=client.example[198.18.0.9] tls=none cert=none from=<pay@fabrikam.com> rcpt=<ap@contoso.com> "
-            + "outbound=none outbound_type=none mode=enforce auth=none",
+            + "outbound=none outbound_type=none mode=enforce auth=none original_client=none",
         ])
     }
 

@@ -44,7 +44,7 @@ final class HostileMacrosTests: XCTestCase {
                                                   "i": ""])
         XCTAssertEqual(response, Self.relayDenied)
         XCTAssertTrue(line.hasPrefix("NOQUEUE: "), line)
-        XCTAssertTrue(line.contains(" tls=none cert=none ") && line.hasSuffix(" auth=none"), line)
+        XCTAssertTrue(line.contains(" tls=none cert=none ") && line.hasSuffix(" auth=none original_client=none"), line)
     }
 
     func test_verifiedSendmailNameDecodingToNoHostName_identifiesNobody() throws {
