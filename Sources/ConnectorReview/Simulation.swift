@@ -187,8 +187,8 @@ extension SimulationTotals {
             out += "\(n(attributionOnly)) would fare the same through another connector\n"
         }
         if judgedWithMissingFacts > 0 {
-            out += "\(n(judgedWithMissingFacts)) judged with missing facts (lines without auth=, written by an older "
-                + "version, or with a value cut at \(VerdictLine.maximumValueLength) characters); \(n(changedWithMissingFacts)) of them would change\n"
+            out += "\(n(judgedWithMissingFacts)) judged with missing facts (lines without auth=, or without original_client= "
+                + "under enhanced filtering, written by an older version, or with a value cut at \(VerdictLine.maximumValueLength) characters); \(n(changedWithMissingFacts)) of them would change\n"
         }
         if malformedLines > 0 { out += "\(n(malformedLines)) malformed verdict lines skipped\n" }
         if filteredOut > 0 { out += "\(n(filteredOut)) verdict lines left out by --since/--until\n" }
