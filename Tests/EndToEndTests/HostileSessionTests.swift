@@ -292,7 +292,7 @@ final class HostileSessionTests: XCTestCase {
         XCTAssertNotNil(try client.sendData("Subject: bounce\n\nHello.").queueID, client.transcript)
         let line = try lab.uniqueVerdict(containing: "rcpt=<nodomain@contoso.com>")
         XCTAssertTrue(line.contains("inbound=none inbound_type=none client=unknown[198.18.0.31] tls=none cert=none from=<> "), line)
-        XCTAssertTrue(line.hasSuffix(" auth=none"), line)
+        XCTAssertTrue(line.hasSuffix(" auth=none original_client=none"), line)
     }
 
     // MARK: - Certificate names

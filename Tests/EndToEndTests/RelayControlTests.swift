@@ -109,7 +109,7 @@ final class RelayControlTests: LabTestCase {
         XCTAssertEqual(t.rcptReply(for: "friend@example.net")?.code, 250, t.text)
         try assertDelivered(lab, t, to: ["friend@example.net"])
         let line = try lab.waitForLog(matching: "verdict=accept .*rcpt=<friend@example\\.net>")
-        XCTAssertTrue(line.contains("direction=originating inbound=none inbound_type=authenticated") && line.hasSuffix("auth=\"alice\""), line)
+        XCTAssertTrue(line.contains("direction=originating inbound=none inbound_type=authenticated") && line.hasSuffix("auth=\"alice\" original_client=none"), line)
     }
 
     func test_withoutTheMilterLine_aStrangerIsStillRefused() throws {
