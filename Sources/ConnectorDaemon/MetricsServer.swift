@@ -187,25 +187,7 @@ final class MetricsServer: @unchecked Sendable {
 
     private func flush(_ connection: Connection) {
         guard connection.descriptor >= 0 else { return }
-        while !connection.output.isEmpty {
-            let sent: Int
-            do {
-                sent = try SystemCall.retrying("send") {
-                    connection.output.withUnsafeBytes {
-                        send(connection.descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-                    }
-                }
-            } catch where error.wouldBlock {
-                return
-            } catch {
-                sent = 0
-            }
-            guard sent > 0 else {
-                drop(connection)
-                return
-            }
-            connection.output.removeFirst(sent)
-        }
+        if !SystemCall.sendPending(connection.descriptor, &connection.output) { drop(connection) }
     }
 
     private func drop(_ connection: Connection) {

@@ -27,6 +27,29 @@ package struct SystemCallError: Error, Equatable, CustomStringConvertible {
 }
 
 package enum SystemCall {
+    /// Sends as much of `output` as a non-blocking socket takes now, removing what was sent.
+    /// False when the peer is gone and the connection should be dropped. MSG_NOSIGNAL: a
+    /// peer that hung up must not raise SIGPIPE, which kills the worker.
+    package static func sendPending(_ descriptor: Int32, _ output: inout [UInt8]) -> Bool {
+        while !output.isEmpty {
+            let sent: Int
+            do {
+                sent = try retrying("send") {
+                    output.withUnsafeBytes {
+                        send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                    }
+                }
+            } catch where error.wouldBlock {
+                return true
+            } catch {
+                return false
+            }
+            guard sent > 0 else { return false }
+            output.removeFirst(sent)
+        }
+        return true
+    }
+
     /// Runs `body`, a call that returns -1 and sets errno on failure, again while it fails
     /// with EINTR.
     @discardableResult
