@@ -202,6 +202,6 @@ enum SessionError: Error, CustomStringConvertible {
 
 extension String {
     func caseInsensitiveEquals(_ other: String) -> Bool {
-        utf8.count == other.utf8.count && DomainName.lowercasedASCII(self) == DomainName.lowercasedASCII(other)
+        utf8.elementsEqual(other.utf8) { DomainName.lowercasedASCII($0) == DomainName.lowercasedASCII($1) }
     }
 }

@@ -79,6 +79,10 @@ public enum DomainName {
 
     /// Lowercases ASCII letters only: domain comparison is ASCII case-insensitive (RFC 4343),
     /// and a hostile non-ASCII name must not be folded into an accepted one.
+    public static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
     public static func lowercasedASCII(_ text: String) -> String {
         var needs = false
         for b in text.utf8 where b >= 0x41 && b <= 0x5A { needs = true; break }

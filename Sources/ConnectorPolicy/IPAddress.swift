@@ -17,9 +17,13 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// and Postfix's `IPv6:2001:db8::1`. Rejects zone ids, leading zeros in IPv4 octets
     /// (ambiguous: octal to some tools) and anything else.
     public init?(_ text: some StringProtocol) {
+        // Bytes, not Characters: this runs for every connection, and a StringProtocol search
+        // would go through Foundation.
         var s = Substring(text)
-        if s.count > 6, s.prefix(5).lowercased() == "ipv6:" { s = s.dropFirst(5) }
-        if s.contains(":") {
+        if s.utf8.count > 6, s.utf8.prefix(5).elementsEqual("ipv6:".utf8, by: { DomainName.lowercasedASCII($0) == $1 }) {
+            s = s.dropFirst(5)
+        }
+        if s.utf8.contains(UInt8(ascii: ":")) {
             guard let v6 = IPAddress.parseV6(s) else { return nil }
             if v6 >> 32 == 0xFFFF { self.init(v4: UInt32(truncatingIfNeeded: v6)); return }
             self.init(v6: v6)
@@ -29,60 +33,85 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    static func parseV4(_ s: Substring) -> UInt32? {
-        var value: UInt32 = 0
-        var parts = 0
-        for part in s.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !part.isEmpty, part.utf8.count <= 3, part.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-                  !(part.utf8.count > 1 && part.hasPrefix("0")),
-                  let octet = UInt32(part), octet <= 255 else { return nil }
-            value = value << 8 | octet
-            parts += 1
+    static func parseV4(_ s: Substring) -> UInt32? { parseV4(bytes: s.utf8) }
+
+    /// Four decimal octets: one to three digits, no leading zero, at most 255.
+    static func parseV4<Bytes: Collection<UInt8>>(bytes: Bytes) -> UInt32? {
+        var value: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "."):
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                dots += 1
+                octet = 0
+                digits = 0
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                guard !(digits == 1 && octet == 0), digits < 3 else { return nil }
+                octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+                guard octet <= 255 else { return nil }
+                digits += 1
+            default:
+                return nil
+            }
         }
-        return parts == 4 ? value : nil
+        guard digits > 0, dots == 3 else { return nil }
+        return value << 8 | octet
     }
 
+    /// Eight groups of one to four hex digits, at most one `::` for a run of zero groups, and
+    /// an IPv4 tail in place of the last two groups.
     static func parseV6(_ s: Substring) -> UInt128? {
         guard s.utf8.count <= 45 else { return nil }
-        var head: [UInt16] = []
-        var tail: [UInt16] = []
-        var sawDoubleColon = false
-        var halves: [String] = []
-        if let range = s.firstRange(of: "::") {
-            let rest = s[range.upperBound...]
-            guard rest.firstRange(of: "::") == nil, !rest.hasPrefix(":") else { return nil }
-            halves = [String(s[..<range.lowerBound]), String(rest)]
-        } else {
-            halves = [String(s)]
+        let bytes = Array(s.utf8)
+        let colon = UInt8(ascii: ":")
+        guard let gap = bytes.indices.dropLast().first(where: { bytes[$0] == colon && bytes[$0 + 1] == colon }) else {
+            guard let all = groups(bytes[...], allowV4Tail: true), all.count == 8 else { return nil }
+            return all.value
         }
-        func groups(_ text: String, allowV4Tail: Bool) -> [UInt16]? {
-            if text.isEmpty { return [] }
-            var out: [UInt16] = []
-            let pieces = text.split(separator: ":", omittingEmptySubsequences: false)
-            for (i, piece) in pieces.enumerated() {
-                if i == pieces.count - 1, allowV4Tail, piece.contains(".") {
-                    guard let v4 = parseV4(piece) else { return nil }
-                    out.append(UInt16(v4 >> 16)); out.append(UInt16(v4 & 0xFFFF))
-                    continue
+        let rest = bytes[(gap + 2)...]
+        guard rest.first != colon,
+              let head = groups(bytes[..<gap], allowV4Tail: false),
+              let tail = groups(rest, allowV4Tail: true),
+              head.count + tail.count <= 7 else { return nil }
+        return head.value << (16 * (8 - head.count)) | tail.value
+    }
+
+    /// The colon-separated groups of `text` as one number, and how many 16-bit groups it holds.
+    private static func groups(_ text: ArraySlice<UInt8>, allowV4Tail: Bool) -> (value: UInt128, count: Int)? {
+        if text.isEmpty { return (0, 0) }
+        var value: UInt128 = 0, count = 0
+        var start = text.startIndex
+        while true {
+            let end = text[start...].firstIndex(of: UInt8(ascii: ":")) ?? text.endIndex
+            let piece = text[start..<end]
+            if end == text.endIndex, allowV4Tail, piece.contains(UInt8(ascii: ".")) {
+                guard let v4 = parseV4(bytes: piece) else { return nil }
+                value = value << 32 | UInt128(v4)
+                count += 2
+            } else {
+                guard !piece.isEmpty, piece.count <= 4 else { return nil }
+                var group: UInt128 = 0
+                for byte in piece {
+                    guard let digit = hexDigit(byte) else { return nil }
+                    group = group << 4 | UInt128(digit)
                 }
-                guard !piece.isEmpty, piece.utf8.count <= 4, let g = UInt16(piece, radix: 16) else { return nil }
-                out.append(g)
+                value = value << 16 | group
+                count += 1
             }
-            return out
+            guard count <= 8 else { return nil }
+            if end == text.endIndex { return (value, count) }
+            start = text.index(after: end)
         }
-        if halves.count == 2 {
-            sawDoubleColon = true
-            guard let h = groups(halves[0], allowV4Tail: false), let t = groups(halves[1], allowV4Tail: true) else { return nil }
-            head = h; tail = t
-            guard head.count + tail.count <= 7 else { return nil }
-        } else {
-            guard let h = groups(halves[0], allowV4Tail: true), h.count == 8 else { return nil }
-            head = h
+    }
+
+    private static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
         }
-        let all = sawDoubleColon ? head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail : head
-        var value: UInt128 = 0
-        for g in all { value = value << 16 | UInt128(g) }
-        return value
     }
 
     public var description: String {

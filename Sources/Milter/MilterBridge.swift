@@ -30,10 +30,16 @@ final class MilterBridge: @unchecked Sendable {
     /// Set once by `MilterServer.main`, before smfi_main starts any thread (tests set it
     /// before their first callback). Nil means no policy yet: sessions are refused.
     var factory: MilterSessionFactory?
+    /// The macro lists for smfi_setsymlist, joined once: every connection asks for them.
+    private let macroLists: [(stage: MilterStage, list: String)]
 
     init(configuration: MilterConfiguration, factory: MilterSessionFactory? = nil) {
         self.configuration = configuration
         self.factory = factory
+        macroLists = configuration.macros
+            .filter { !$0.value.isEmpty && $0.key.symlistIndex != nil }
+            .map { (stage: $0.key, list: $0.value.joined(separator: " ")) }
+            .sorted { $0.stage.symlistIndex! < $1.stage.symlistIndex! }
     }
 
     private func report(_ message: String) {
@@ -137,13 +143,11 @@ final class MilterBridge: @unchecked Sendable {
             steps |= noReplies
         }
 
-        let wanted = configuration.macros.filter { !$0.value.isEmpty && $0.key.symlistIndex != nil }
-        if !wanted.isEmpty {
+        if !macroLists.isEmpty {
             if offeredActions & UInt(SMFIF_SETSYMLIST) != 0 {
                 actions |= UInt(SMFIF_SETSYMLIST)
                 var listed = true
-                for (stage, names) in wanted {
-                    let list = names.joined(separator: " ")
+                for (stage, list) in macroLists {
                     if !connection.requestMacros(list, at: stage) {
                         report("negotiate: smfi_setsymlist(\(stage), \(list)) failed")
                         listed = false

@@ -187,9 +187,10 @@ public enum MilterServer {
     }
 
     private static func presentation(_ family: Int32, _ address: UnsafeRawPointer, _ size: Int) -> String? {
-        var buffer = [CChar](repeating: 0, count: size)
-        guard inet_ntop(family, address, &buffer, socklen_t(size)) != nil else { return nil }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: size) { buffer in
+            guard let text = inet_ntop(family, address, buffer.baseAddress, socklen_t(size)) else { return nil }
+            return String(cString: text)
+        }
     }
 }
 

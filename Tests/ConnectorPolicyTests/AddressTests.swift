@@ -18,6 +18,21 @@ final class AddressTests: XCTestCase {
         }
     }
 
+    func test_ipAddressEdgesOfTheByteParser() {
+        let good: [(String, String)] = [
+            ("::1.2.3.4", "::102:304"), ("1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:102:304"), ("IPV6:::1", "::1"),
+            ("255.255.255.255", "255.255.255.255"), ("10.0.0.0", "10.0.0.0"), ("ffff:FFFF::", "ffff:ffff::"),
+        ]
+        for (text, canonical) in good {
+            XCTAssertEqual(IPAddress(text)?.description, canonical, text)
+        }
+        // "+1" and "-0" are numbers to Swift's integer parsers, not hex groups or octets.
+        for bad in ["+1::", "::-0", "1.2.3.4.", ".1.2.3", "1..2.3", "+1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4", "1::2::3",
+                    "ipv\u{16}:::1", "IPv6:", "1.2.3.0x1", "::1.2.3", "1.2.3.4::", "12345", "00000::", "1:2:3:4:5:6:7:8:"] {
+            XCTAssertNil(IPAddress(bad), bad)
+        }
+    }
+
     func test_prefixesRejectHostBitsAndBadLengths() {
         XCTAssertEqual(try IPPrefix.parse("192.0.2.0/24").get().description, "192.0.2.0/24")
         XCTAssertEqual(try IPPrefix.parse("2001:db8:25::/48").get().description, "2001:db8:25::/48")
