@@ -23,7 +23,8 @@ demo:
 deb:
 	bash scripts/build-deb
 
-# Postfix throughput: no milter, a pass-through C milter, connector-milter with 1,000 connectors.
+# Postfix throughput and CPU per message: no milter, a pass-through C milter (answering every stage,
+# and with the fewest round trips), connector-milter with 1,000 connectors, with relay control.
 bench-throughput:
 	$(SWIFT) build -c release --product connector-milter
 	$(SWIFT) build -c release --product policy-bench

@@ -7,13 +7,18 @@
  * and the end-to-end lab's proof that Postfix reaches a milter on a unix socket.
  *
  * Build:  gcc -O2 -Wall -o passthrough-milter passthrough-milter.c -lmilter -lpthread
- * Run:    passthrough-milter [-g GROUP] [-H] unix:/path/milter.sock|inet:PORT@HOST
+ * Run:    passthrough-milter [-g GROUP] [-H] [-n] unix:/path/milter.sock|inet:PORT@HOST
  *
  *   -g GROUP  give the unix socket to GROUP (e.g. postfix) so the MTA can connect;
  *             the socket is mode 0660 (libmilter itself never chmods).
  *   -H        add "X-Passthrough-Milter: seen" at end of message, so a test can
  *             see in the delivered message that the milter was consulted. The
  *             bench runs without it.
+ *   -n        the fewest round trips the milter protocol allows a milter that sees the
+ *             envelope and the headers: no connect, HELO or end-of-headers step at all (the
+ *             client's address comes as the {client_addr} macro at MAIL), and no reply to
+ *             MAIL or to a header (SMFIP_NR_MAIL, SMFIP_NR_HDR). The MTA waits only at RCPT
+ *             and at the end of the message. The bench's floor for what negotiation can save.
  *
  * SECURITY
  *   Runs with the privileges it is started with; it reads nothing but the
@@ -29,13 +34,21 @@
 
 #include <libmilter/mfapi.h>
 
+static int add_header = 0;
+static int fewest_replies = 0;
+
 static sfsistat pt_connect(SMFICTX *ctx, char *host, _SOCK_ADDR *addr) { return SMFIS_CONTINUE; }
 static sfsistat pt_helo(SMFICTX *ctx, char *helo) { return SMFIS_CONTINUE; }
-static sfsistat pt_envfrom(SMFICTX *ctx, char **argv) { return SMFIS_CONTINUE; }
+static sfsistat pt_envfrom(SMFICTX *ctx, char **argv)
+{
+    return fewest_replies ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
 static sfsistat pt_envrcpt(SMFICTX *ctx, char **argv) { return SMFIS_CONTINUE; }
-static sfsistat pt_header(SMFICTX *ctx, char *name, char *value) { return SMFIS_CONTINUE; }
+static sfsistat pt_header(SMFICTX *ctx, char *name, char *value)
+{
+    return fewest_replies ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
 static sfsistat pt_eoh(SMFICTX *ctx) { return SMFIS_CONTINUE; }
-static int add_header = 0;
 
 static sfsistat pt_eom(SMFICTX *ctx)
 {
@@ -58,6 +71,18 @@ static sfsistat pt_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     *pf1 = (SMFIP_NOBODY | SMFIP_NODATA | SMFIP_NOUNKNOWN) & f1;
     *pf2 = 0;
     *pf3 = 0;
+    if (fewest_replies) {
+        unsigned long skipped = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOEOH | SMFIP_NR_MAIL | SMFIP_NR_HDR;
+        /* The callbacks answer SMFIS_NOREPLY, which only an MTA that agreed to it may get. */
+        if ((f1 & skipped) != skipped || (f0 & SMFIF_SETSYMLIST) == 0) {
+            fprintf(stderr, "passthrough-milter: -n: the MTA does not offer protocol 6's no-reply steps\n");
+            return SMFIS_REJECT;
+        }
+        *pf1 |= skipped;
+        *pf0 |= SMFIF_SETSYMLIST;
+        if (smfi_setsymlist(ctx, SMFIM_ENVFROM, "{client_addr}") != MI_SUCCESS)
+            return SMFIS_REJECT;
+    }
     return SMFIS_CONTINUE;
 }
 
@@ -84,16 +109,17 @@ int main(int argc, char **argv)
 {
     const char *group = NULL;
     int c;
-    while ((c = getopt(argc, argv, "g:H")) != -1) {
+    while ((c = getopt(argc, argv, "g:Hn")) != -1) {
         switch (c) {
         case 'g': group = optarg; break;
         case 'H': add_header = 1; break;
+        case 'n': fewest_replies = 1; break;
         default: goto usage;
         }
     }
     if (optind != argc - 1) {
     usage:
-        fprintf(stderr, "usage: %s [-g GROUP] [-H] unix:/path/milter.sock|inet:PORT@HOST\n", argv[0]);
+        fprintf(stderr, "usage: %s [-g GROUP] [-H] [-n] unix:/path/milter.sock|inet:PORT@HOST\n", argv[0]);
         return 64;
     }
     const char *conn = argv[optind];

@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
 # throughput.sh - messages per second through a private Postfix with
-#   (a) no milter, (b) the pass-through C milter, (c) connector-milter,
+#   (a) no milter, (b) the pass-through C milter, (e) the same C milter asking for the fewest
+#       round trips the milter protocol allows (passthrough-milter -n: the floor of what
+#       negotiation can save for a milter that sees the envelope and the headers),
+#   (c) connector-milter,
 #   (d) connector-milter with the relay control docs/relay-control.md sets up (every
 #       recipient also asks the daemon's policy service and its relay-domains socketmap),
-# all in one run, so the ratios c/b, b/a and d/c compare like with like (absolute figures
-# drift 10-15 % from run to run on shared machines). (a)-(c) run with stock relay control
-# and 127.0.0.1 in mynetworks, so Postfix asks nobody about relaying; (d) takes 127.0.0.1
-# out of mynetworks so that it does.
+# all in one run, so the ratios compare like with like. (a)-(c) and (e) run with stock relay
+# control and 127.0.0.1 in mynetworks, so Postfix asks nobody about relaying; (d) takes
+# 127.0.0.1 out of mynetworks so that it does.
+#
+# Two figures per case, each the median of the rounds:
+#   msgs/s    BENCH_MESSAGES / wall time of smtp-source (every message accepted by Postfix,
+#             i.e. through the milter). What the bars are about; on a shared machine it moves
+#             10-30 % from one case to the next as the neighbours' load does.
+#   CPU/msg   the machine's CPU time per message (every process: Postfix, the milter, syslog,
+#             the load generator; from /proc/stat, from the start of a case until its last
+#             message reached the sink) in units of smtp-source's own CPU time per message.
+#             smtp-source does the same work in every case, so the unit slows down and speeds
+#             up with the machine and the ratio stays put (a few %): the throughput the same
+#             cases would have on a machine to themselves, since all of them keep the CPUs busy.
+# The ratios x/y are printed for both: rate_x / rate_y, and cpu_y / cpu_x (above 1: x cheaper).
 #
 # usage: bench/throughput.sh [POLICY.yaml]
-#   POLICY.yaml              policy for (c); without it, or without the binary, (c) is skipped
+#   POLICY.yaml              policy for (c) and (d); without it, or without the binary, they are skipped
 #   CONNECTOR_MILTER_BIN     the daemon (default: .build/release, then .build/debug)
 #   BENCH_MESSAGES=2000 BENCH_SESSIONS=10 BENCH_SIZE=1024 BENCH_WARMUP=200
-#   BENCH_ROUNDS=3           rounds of a, b, c interleaved; each case reports its median
+#   BENCH_ROUNDS=3           rounds of the cases interleaved; each case reports its median
 #   BENCH_FROM=sender@fabrikam.com BENCH_TO=user@contoso.com   envelope of every message
 #                            (must be accepted by the policy: smtp-source stops on a refusal)
 #   BENCH_KEEP=1             keep the work directory (logs) after the run
 #
 # Load: Postfix's smtp-source, BENCH_SESSIONS parallel sessions, one connection per
 # message, BENCH_SIZE bytes of body, to 127.0.0.1; Postfix relays everything to
-# smtp-sink on another loopback port. The rate is BENCH_MESSAGES / wall time of
-# smtp-source (all messages accepted by Postfix, i.e. through the milter). Both milters
-# run for the whole benchmark on their own sockets; a case only switches smtpd_milters
-# (postfix reload). Cases are interleaved (a b c a b c ...) so drift hits all alike.
+# smtp-sink on another loopback port. All milters run for the whole benchmark on their own
+# sockets; a case only switches smtpd_milters (postfix reload). Cases are interleaved
+# (a b e c d a b e c d ...) so drift hits all alike.
 #
 # Needs root, postfix (smtp-source, smtp-sink), a C compiler ($CC, gcc, cc or the Swift
 # toolchain's clang), libmilter-dev, openssl; rsyslog to
@@ -49,13 +62,14 @@ CC=${CC:-$(command -v gcc || command -v cc || command -v clang || true)}
 [ -f /usr/include/libmilter/mfapi.h ] || lab_die "libmilter-dev is not installed (apt-get install libmilter-dev)"
 
 WORK=$(mktemp -d /tmp/connector-bench.XXXXXX)
-MASTER_PID="" SINK_PID="" PASS_PID="" MILTER_PID="" SYSLOG_PID="" OWN_DEVLOG=""
+MASTER_PID="" SINK_PID="" PASS_PID="" FEWEST_PID="" MILTER_PID="" SYSLOG_PID="" OWN_DEVLOG=""
 
 cleanup() {
     set +e
     lab_stop_postfix "$MASTER_PID"
     lab_stop_pid "$MILTER_PID" 10
     lab_stop_pid "$PASS_PID" 10
+    lab_stop_pid "$FEWEST_PID" 10
     lab_stop_pid "$SINK_PID" 5
     lab_stop_pid "$SYSLOG_PID" 5
     [ -z "$OWN_DEVLOG" ] || rm -f /dev/log
@@ -85,6 +99,7 @@ SMTP_PORT=$(lab_free_port 25250)
 SINK_PORT=$(lab_free_port $((SMTP_PORT + 1)))
 LAB_RELAY=stock LAB_RELAY_DOMAINS="" lab_configure "$WORK" "$SMTP_PORT" "$SINK_PORT" ""
 PASS_SOCKET="unix:$WORK/run/passthrough.sock"
+FEWEST_SOCKET="unix:$WORK/run/fewest-replies.sock"
 MILTER_SOCKET="unix:$WORK/run/milter.sock"
 
 "$CC" -O2 -Wall -o "$WORK/passthrough-milter" "$HERE/passthrough-milter.c" -lmilter -lpthread
@@ -131,8 +146,15 @@ set_relay() {
     fi
 }
 
+# The machine's busy CPU time, in clock ticks: user, nice, system, irq, softirq (not idle,
+# iowait or the time the hypervisor gave to others).
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+# CPU time, in clock ticks, of this shell's children that have ended (smtp-source among them).
+children_ticks() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
+
 TOTAL=0
-# run_case LABEL MILTER [RELAY]: sets RATE to the rate in msgs/s.
+# run_case LABEL MILTER [RELAY]: sets RATE to the rate in msgs/s and CPU to the machine's CPU
+# per message in units of smtp-source's.
 run_case() {
     local label=$1 milter=$2
     set_relay "${3:-stock}"
@@ -143,21 +165,31 @@ run_case() {
         lab_die "($label) warm-up failed: $(tail -3 "$WORK/log/warmup-$label.out"); Postfix: $(tail -3 "$WORK/log/maillog")"
     TOTAL=$((TOTAL + WARMUP))
     wait_delivered "$TOTAL"
-    local start end
+    local start end busy0 busy1 source0 source1
+    busy0=$(busy_ticks)
+    source0=$(children_ticks)
     start=$(date +%s.%N)
     smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f "$FROM" -t "$TO" -M bench.lab.test \
         127.0.0.1:"$SMTP_PORT" > "$WORK/log/run-$label.out" 2>&1 ||
         lab_die "($label) smtp-source failed (a refusal? set BENCH_FROM/BENCH_TO to mail the policy accepts): $(tail -3 "$WORK/log/run-$label.out"); Postfix: $(tail -3 "$WORK/log/maillog")"
     end=$(date +%s.%N)
+    source1=$(children_ticks)
     TOTAL=$((TOTAL + MESSAGES))
     wait_delivered "$TOTAL"
+    busy1=$(busy_ticks)
     RATE=$(awk -v n="$MESSAGES" -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", n / (e - s) }')
+    [ $((source1 - source0)) -gt 0 ] || lab_die "($label) smtp-source used no measurable CPU; raise BENCH_MESSAGES"
+    CPU=$(awk -v b=$((busy1 - busy0)) -v s=$((source1 - source0)) 'BEGIN { printf "%.2f", b / s }')
 }
 
 "$WORK/passthrough-milter" -g postfix "$PASS_SOCKET" > "$WORK/log/passthrough-milter.out" 2>&1 &
 PASS_PID=$!
+"$WORK/passthrough-milter" -g postfix -n "$FEWEST_SOCKET" > "$WORK/log/fewest-replies.out" 2>&1 &
+FEWEST_PID=$!
 lab_wait_for 10 test -S "$WORK/run/passthrough.sock" ||
     lab_die "passthrough-milter did not start: $(cat "$WORK/log/passthrough-milter.out")"
+lab_wait_for 10 test -S "$WORK/run/fewest-replies.sock" ||
+    lab_die "passthrough-milter -n did not start: $(cat "$WORK/log/fewest-replies.out")"
 
 if [ -z "$SKIP_C" ]; then
     "$BIN" run --foreground --config "$POLICY" --socket "$MILTER_SOCKET" --log syslog \
@@ -169,58 +201,65 @@ if [ -z "$SKIP_C" ]; then
         lab_die "connector-milter did not create its socket: $(tail -5 "$WORK/log/connector-milter.out")"
 fi
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "throughput: $MESSAGES messages of $SIZE bytes, $SESSIONS sessions, one connection per message," \
      "MAIL FROM <$FROM> RCPT TO <$TO>; $ROUNDS round(s); $(nproc) CPUs"
 if [ -n "$SKIP_C" ]; then
-    echo "(c) connector-milter skipped: $SKIP_C"
+    echo "(c), (d) connector-milter skipped: $SKIP_C"
 else
     echo "(c) connector-milter: $BIN, policy $POLICY, logging to $LOGGING"
 fi
 
-ALL_A="" ALL_B="" ALL_C="" ALL_D=""
+CASES="a b e"
+[ -n "$SKIP_C" ] || CASES="$CASES c d"
+declare -A RATES CPUS
 for round in $(seq 1 "$ROUNDS"); do
-    run_case "a$round" ""
-    ALL_A="$ALL_A $RATE"
-    line="round $round: a=$RATE"
-    run_case "b$round" "$PASS_SOCKET"
-    ALL_B="$ALL_B $RATE"
-    line="$line b=$RATE"
-    if [ -z "$SKIP_C" ]; then
-        run_case "c$round" "$MILTER_SOCKET"
-        ALL_C="$ALL_C $RATE"
-        line="$line c=$RATE"
-        run_case "d$round" "$MILTER_SOCKET" connectors
-        ALL_D="$ALL_D $RATE"
-        line="$line d=$RATE"
-    fi
-    echo "  $line msgs/s"
+    rates="" cpus=""
+    for case in $CASES; do
+        case $case in
+            a) run_case "a$round" "" ;;
+            b) run_case "b$round" "$PASS_SOCKET" ;;
+            e) run_case "e$round" "$FEWEST_SOCKET" ;;
+            c) run_case "c$round" "$MILTER_SOCKET" ;;
+            d) run_case "d$round" "$MILTER_SOCKET" connectors ;;
+        esac
+        RATES[$case]="${RATES[$case]:-} $RATE"
+        CPUS[$case]="${CPUS[$case]:-} $CPU"
+        rates="$rates $case=$RATE" cpus="$cpus $case=$CPU"
+    done
+    echo "  round $round:$rates msgs/s;$cpus CPU/msg"
 done
 
-RATE_A=$(echo "$ALL_A" | median)
-RATE_B=$(echo "$ALL_B" | median)
-RATE_C="" RATE_D=""
-[ -z "$SKIP_C" ] && RATE_C=$(echo "$ALL_C" | median) && RATE_D=$(echo "$ALL_D" | median)
-echo "medians:"
-printf '(a) no milter                %8s msgs/s\n' "$RATE_A"
-printf '(b) pass-through C milter    %8s msgs/s   b/a = %s\n' "$RATE_B" \
-    "$(awk -v a="$RATE_A" -v b="$RATE_B" 'BEGIN { printf "%.2f", b / a }')"
+declare -A RATE_OF CPU_OF
+for case in $CASES; do
+    RATE_OF[$case]=$(echo "${RATES[$case]}" | median)
+    CPU_OF[$case]=$(echo "${CPUS[$case]}" | median)
+done
+# ratio X Y: "x/y = R (CPU: C)", the rate ratio and the CPU ratio (above 1: X is cheaper).
+ratio() {
+    awk -v n="$1/$2" -v rx="${RATE_OF[$1]}" -v ry="${RATE_OF[$2]}" -v cx="${CPU_OF[$1]}" -v cy="${CPU_OF[$2]}" \
+        'BEGIN { printf "%s = %.2f (CPU: %.2f)", n, rx / ry, cy / cx }'
+}
+row() { printf '(%s) %-29s %8s %8s   %s\n' "$1" "$2" "${RATE_OF[$1]}" "${CPU_OF[$1]}" "${3:-}"; }
+echo "medians:                              msgs/s  CPU/msg"
+row a "no milter"
+row b "pass-through C milter" "$(ratio b a)"
+row e "C milter, fewest round trips" "$(ratio e b)"
 if [ -n "$SKIP_C" ]; then
-    echo "(c) connector-milter         skipped: $SKIP_C"
+    echo "(c), (d) connector-milter skipped: $SKIP_C"
 else
-    printf '(c) connector-milter         %8s msgs/s   c/b = %s   c/a = %s\n' "$RATE_C" \
-        "$(awk -v b="$RATE_B" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / b }')" \
-        "$(awk -v a="$RATE_A" -v c="$RATE_C" 'BEGIN { printf "%.2f", c / a }')"
-    printf '(d) connector-milter + relay %8s msgs/s   d/c = %s   d/a = %s\n' "$RATE_D" \
-        "$(awk -v c="$RATE_C" -v d="$RATE_D" 'BEGIN { printf "%.2f", d / c }')" \
-        "$(awk -v a="$RATE_A" -v d="$RATE_D" 'BEGIN { printf "%.2f", d / a }')"
+    row c "connector-milter" "$(ratio c b)   $(ratio c e)   $(ratio c a)"
+    row d "connector-milter + relay" "$(ratio d c)"
 fi
 
 # One line for scripts: the figures and ratios.
-awk -v a="$RATE_A" -v b="$RATE_B" -v c="$RATE_C" -v d="$RATE_D" 'BEGIN {
-    line = sprintf("RESULT a=%s b=%s b/a=%.3f", a, b, b / a)
-    if (c != "") line = line sprintf(" c=%s c/b=%.3f c/a=%.3f", c, c / b, c / a)
-    if (d != "") line = line sprintf(" d=%s d/c=%.3f d/a=%.3f", d, d / c, d / a)
-    print line
-}'
+line="RESULT"
+for case in $CASES; do line="$line $case=${RATE_OF[$case]} cpu_$case=${CPU_OF[$case]}"; done
+for pair in "b a" "e b" "c b" "c e" "d c"; do
+    set -- $pair
+    case " $CASES " in *" $1 "*) ;; *) continue ;; esac
+    line="$line $(awk -v n="$1/$2" -v rx="${RATE_OF[$1]}" -v ry="${RATE_OF[$2]}" -v cx="${CPU_OF[$1]}" -v cy="${CPU_OF[$2]}" \
+        'BEGIN { printf "%s=%.3f cpu_%s=%.3f", n, rx / ry, n, cy / cx }')"
+done
+echo "$line"
