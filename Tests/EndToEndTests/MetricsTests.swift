@@ -53,7 +53,8 @@ final class MetricsTests: LabTestCase {
     private func scrape(_ endpoint: Endpoint, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Double] {
         let curl = try LabProcess.require("curl", package: "curl")
         let result = try LabProcess.run([curl, "-sS", "--max-time", "5", "-D", "-", endpoint.url])
-        XCTAssertEqual(result.status, 0, result.output, file: file, line: line)
+        // Thrown, not asserted: a caller waiting for a (new) worker to listen polls through it.
+        guard result.status == 0 else { throw ScrapeFailed(description: "curl exited \(result.status): \(result.output)") }
         let parts = result.output.components(separatedBy: "\r\n\r\n")
         XCTAssertTrue(parts[0].hasPrefix("HTTP/1.1 200 OK"), result.output, file: file, line: line)
         XCTAssertTrue(parts[0].contains("Content-Type: text/plain; version=0.0.4"), parts[0], file: file, line: line)
@@ -66,6 +67,10 @@ final class MetricsTests: LabTestCase {
             samples[String(sample[..<space])] = value
         }
         return samples
+    }
+
+    private struct ScrapeFailed: Error, CustomStringConvertible {
+        let description: String
     }
 
     private static func decisions(_ inbound: String, _ verdict: String, _ reason: String, _ mode: String) -> String {
