@@ -236,7 +236,9 @@ final class LabSmokeTests: LabTestCase {
             done
             [ -r "$config" ] && [ "$log" = syslog ] && [ "$user" = nobody ] || exit 78
             echo $$ > "$pidfile"
-            logger -u /dev/log -t "connector-milter[$$]" -p mail.info "starting with $config on $socket"
+            # logger stays alive a second after sending: the collector learns the sender's process
+            # group from its pid when the line arrives, which fails once the sender has exited.
+            { echo "starting with $config on $socket"; sleep 1; } | logger -u /dev/log -t "connector-milter[$$]" -p mail.info
             exec \(passthrough) -g "$group" -H "${socket}"
             """)
         chmod(standIn, 0o755)
