@@ -79,15 +79,16 @@ public enum DomainName {
 
     /// Lowercases ASCII letters only: domain comparison is ASCII case-insensitive (RFC 4343),
     /// and a hostile non-ASCII name must not be folded into an accepted one.
-    public static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
-        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-    }
-
     public static func lowercasedASCII(_ text: String) -> String {
         var needs = false
         for b in text.utf8 where b >= 0x41 && b <= 0x5A { needs = true; break }
         if !needs { return text }
-        return String(decoding: text.utf8.map { ($0 >= 0x41 && $0 <= 0x5A) ? $0 | 0x20 : $0 }, as: UTF8.self)
+        return String(decoding: text.utf8.map(lowercasedASCII), as: UTF8.self)
+    }
+
+    /// The same for one byte, for comparisons that need no new string.
+    public static func lowercasedASCII(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 
     /// Normalizes a domain an SMTP client sent: ASCII-lowercased, one trailing dot removed.
