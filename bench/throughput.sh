@@ -236,10 +236,16 @@ for case in $CASES; do
     RATE_OF[$case]=$(echo "${RATES[$case]}" | median)
     CPU_OF[$case]=$(echo "${CPUS[$case]}" | median)
 done
-# ratio X Y: "x/y = R (CPU: C)", the rate ratio and the CPU ratio (above 1: X is cheaper).
+# ratios X Y: the rate ratio and the CPU ratio of X to Y (above 1: X is cheaper), 3 decimals.
+ratios() {
+    awk -v rx="${RATE_OF[$1]}" -v ry="${RATE_OF[$2]}" -v cx="${CPU_OF[$1]}" -v cy="${CPU_OF[$2]}" \
+        'BEGIN { printf "%.3f %.3f", rx / ry, cy / cx }'
+}
+# ratio X Y: "x/y = R (CPU: C)".
 ratio() {
-    awk -v n="$1/$2" -v rx="${RATE_OF[$1]}" -v ry="${RATE_OF[$2]}" -v cx="${CPU_OF[$1]}" -v cy="${CPU_OF[$2]}" \
-        'BEGIN { printf "%s = %.2f (CPU: %.2f)", n, rx / ry, cy / cx }'
+    local rate cpu
+    read -r rate cpu <<< "$(ratios "$1" "$2")"
+    printf '%s/%s = %.2f (CPU: %.2f)' "$1" "$2" "$rate" "$cpu"
 }
 row() { printf '(%s) %-29s %8s %8s   %s\n' "$1" "$2" "${RATE_OF[$1]}" "${CPU_OF[$1]}" "${3:-}"; }
 echo "medians:                              msgs/s  CPU/msg"
@@ -259,7 +265,7 @@ for case in $CASES; do line="$line $case=${RATE_OF[$case]} cpu_$case=${CPU_OF[$c
 for pair in "b a" "e b" "c b" "c e" "d c"; do
     set -- $pair
     case " $CASES " in *" $1 "*) ;; *) continue ;; esac
-    line="$line $(awk -v n="$1/$2" -v rx="${RATE_OF[$1]}" -v ry="${RATE_OF[$2]}" -v cx="${CPU_OF[$1]}" -v cy="${CPU_OF[$2]}" \
-        'BEGIN { printf "%s=%.3f cpu_%s=%.3f", n, rx / ry, n, cy / cx }')"
+    read -r rate cpu <<< "$(ratios "$1" "$2")"
+    line="$line $1/$2=$rate cpu_$1/$2=$cpu"
 done
 echo "$line"
